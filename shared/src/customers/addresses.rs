@@ -1,0 +1,480 @@
+//! Customer addresses and their default rules: at most one default shipping and one default
+//! billing address per customer, where `both` counts as both.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::fields::{self, Phone};
+use crate::db::TenantTx;
+use crate::error::{ApiError, Validator};
+
+crate::text_enum! {
+    AddressType { Shipping => "shipping", Billing => "billing", Both => "both" }
+}
+
+impl AddressType {
+    /// The kinds of default this type occupies.
+    fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::Shipping => &["shipping"],
+            Self::Billing => &["billing"],
+            Self::Both => &["shipping", "billing"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Address {
+    pub address_id: Uuid,
+    pub customer_id: Uuid,
+    pub address_type: AddressType,
+    pub recipient_name: Option<String>,
+    pub address_line1: String,
+    pub address_line2: Option<String>,
+    pub city: String,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: String,
+    pub phone: Option<String>,
+    pub is_default: bool,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Body of `POST /customers/{id}/addresses`. A customer's first address is its default
+/// unless `is_default` is `false`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAddressRequest {
+    pub address_type: Option<AddressType>,
+    pub recipient_name: Option<String>,
+    pub address_line1: String,
+    pub address_line2: Option<String>,
+    pub city: String,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2; `PA` when absent.
+    pub country: Option<String>,
+    pub phone: Option<String>,
+    pub is_default: Option<bool>,
+}
+
+fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Body of `PATCH /customers/{id}/addresses/{address_id}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAddressRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    pub address_type: Option<Option<AddressType>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub recipient_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub address_line1: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub address_line2: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub city: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub state: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub postal_code: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub country: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub is_default: Option<Option<bool>>,
+}
+
+/// The writable fields of an address, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressFields {
+    pub address_type: AddressType,
+    pub recipient_name: Option<String>,
+    pub address_line1: String,
+    pub address_line2: Option<String>,
+    pub city: String,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: String,
+    pub phone: Option<String>,
+    /// `None` on create: decided by whether the customer has addresses yet.
+    pub is_default: Option<bool>,
+}
+
+fn text(
+    v: &mut Validator,
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Option<Option<String>> {
+    v.check_opt(field, value, |t| fields::bounded_text(&t, max))
+}
+
+impl CreateAddressRequest {
+    pub fn validate(self) -> Result<AddressFields, ApiError> {
+        let mut v = Validator::default();
+        let recipient_name = text(&mut v, "recipient_name", self.recipient_name, 255);
+        let address_line1 = v.check(
+            "address_line1",
+            fields::bounded_text(&self.address_line1, 255),
+        );
+        let address_line2 = text(&mut v, "address_line2", self.address_line2, 255);
+        let city = v.check("city", fields::bounded_text(&self.city, 100));
+        let state = text(&mut v, "state", self.state, 100);
+        let postal_code = text(&mut v, "postal_code", self.postal_code, 20);
+        let country = v.check_opt("country", self.country, |c| fields::country(&c));
+        let phone = v.check_opt("phone", self.phone, |p| {
+            Phone::parse(&p).map(Phone::into_inner)
+        });
+        let (
+            Some(recipient_name),
+            Some(address_line1),
+            Some(address_line2),
+            Some(city),
+            Some(state),
+            Some(postal_code),
+            Some(country),
+            Some(phone),
+        ) = (
+            recipient_name,
+            address_line1,
+            address_line2,
+            city,
+            state,
+            postal_code,
+            country,
+            phone,
+        )
+        else {
+            return Err(v.into_error());
+        };
+        Ok(AddressFields {
+            address_type: self.address_type.unwrap_or(AddressType::Shipping),
+            recipient_name,
+            address_line1,
+            address_line2,
+            city,
+            state,
+            postal_code,
+            country: country.unwrap_or_else(|| "PA".into()),
+            phone,
+            is_default: self.is_default,
+        })
+    }
+}
+
+/// A patched text field that cannot be cleared.
+fn patched_required(
+    v: &mut Validator,
+    field: &str,
+    value: Option<Option<String>>,
+    max: usize,
+    current: &str,
+) -> Option<String> {
+    match value {
+        None => Some(current.to_string()),
+        Some(None) => {
+            v.reject(field, "cannot be null");
+            None
+        }
+        Some(Some(text)) => v.check(field, fields::bounded_text(&text, max)),
+    }
+}
+
+/// A patched text field that `null` clears.
+fn patched_optional(
+    v: &mut Validator,
+    field: &str,
+    value: Option<Option<String>>,
+    max: usize,
+    current: &Option<String>,
+) -> Option<Option<String>> {
+    match value {
+        None => Some(current.clone()),
+        Some(None) => Some(None),
+        Some(Some(text)) => v.check(field, fields::bounded_text(&text, max)).map(Some),
+    }
+}
+
+impl PatchAddressRequest {
+    /// The address as it will be after this patch.
+    pub fn apply_to(self, current: &Address) -> Result<AddressFields, ApiError> {
+        let mut v = Validator::default();
+        let address_line1 = patched_required(
+            &mut v,
+            "address_line1",
+            self.address_line1,
+            255,
+            &current.address_line1,
+        );
+        let city = patched_required(&mut v, "city", self.city, 100, &current.city);
+        let country = match self.country {
+            None => Some(current.country.clone()),
+            Some(None) => Some("PA".to_string()),
+            Some(Some(code)) => v.check("country", fields::country(&code)),
+        };
+        let recipient_name = patched_optional(
+            &mut v,
+            "recipient_name",
+            self.recipient_name,
+            255,
+            &current.recipient_name,
+        );
+        let address_line2 = patched_optional(
+            &mut v,
+            "address_line2",
+            self.address_line2,
+            255,
+            &current.address_line2,
+        );
+        let state = patched_optional(&mut v, "state", self.state, 100, &current.state);
+        let postal_code = patched_optional(
+            &mut v,
+            "postal_code",
+            self.postal_code,
+            20,
+            &current.postal_code,
+        );
+        let phone = match self.phone {
+            None => Some(current.phone.clone()),
+            Some(None) => Some(None),
+            Some(Some(phone)) => v
+                .check("phone", Phone::parse(&phone).map(Phone::into_inner))
+                .map(Some),
+        };
+        let address_type = match self.address_type {
+            Some(None) => {
+                v.reject("address_type", "cannot be null");
+                None
+            }
+            other => Some(other.flatten().unwrap_or(current.address_type)),
+        };
+        let is_default = match self.is_default {
+            Some(None) => {
+                v.reject("is_default", "cannot be null");
+                None
+            }
+            other => Some(other.flatten().unwrap_or(current.is_default)),
+        };
+        let (
+            Some(address_type),
+            Some(recipient_name),
+            Some(address_line1),
+            Some(address_line2),
+            Some(city),
+            Some(state),
+            Some(postal_code),
+            Some(country),
+            Some(phone),
+            Some(is_default),
+        ) = (
+            address_type,
+            recipient_name,
+            address_line1,
+            address_line2,
+            city,
+            state,
+            postal_code,
+            country,
+            phone,
+            is_default,
+        )
+        else {
+            return Err(v.into_error());
+        };
+        v.finish()?;
+        Ok(AddressFields {
+            address_type,
+            recipient_name,
+            address_line1,
+            address_line2,
+            city,
+            state,
+            postal_code,
+            country,
+            phone,
+            is_default: Some(is_default),
+        })
+    }
+}
+
+const COLUMNS: &str = "address_id, customer_id, address_type, recipient_name, address_line1, \
+    address_line2, city, state, postal_code, country, phone, is_default, version, created_at, updated_at";
+
+fn from_row(row: &Row) -> Address {
+    Address {
+        address_id: row.get("address_id"),
+        customer_id: row.get("customer_id"),
+        address_type: row.get("address_type"),
+        recipient_name: row.get("recipient_name"),
+        address_line1: row.get("address_line1"),
+        address_line2: row.get("address_line2"),
+        city: row.get("city"),
+        state: row.get("state"),
+        postal_code: row.get("postal_code"),
+        country: row.get("country"),
+        phone: row.get("phone"),
+        is_default: row.get("is_default"),
+        version: row.get("version"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    }
+}
+
+pub async fn list(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Vec<Address>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM addresses WHERE customer_id = $1 ORDER BY address_id");
+    let rows = tx
+        .query(&sql, &[&customer_id])
+        .await
+        .context("listing addresses")?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Reads and locks one address of one customer; 404 when it is not that customer's.
+pub async fn lock(
+    tx: &TenantTx<'_>,
+    customer_id: Uuid,
+    address_id: Uuid,
+) -> Result<Address, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM addresses WHERE customer_id = $1 AND address_id = $2 FOR UPDATE"
+    );
+    let row = tx
+        .query_opt(&sql, &[&customer_id, &address_id])
+        .await
+        .context("reading an address")?;
+    row.as_ref().map(from_row).ok_or(ApiError::NotFound)
+}
+
+/// Clears the default flag of the customer's other addresses that share a kind with `kind_of`.
+async fn clear_defaults(
+    tx: &TenantTx<'_>,
+    customer_id: Uuid,
+    keep: Uuid,
+    kind_of: AddressType,
+) -> Result<(), ApiError> {
+    let kinds: Vec<&str> = kind_of.kinds().to_vec();
+    tx.execute(
+        "UPDATE addresses SET is_default = false, version = version + 1, updated_at = now() \
+         WHERE customer_id = $1 AND address_id <> $2 AND is_default \
+           AND (address_type = 'both' OR address_type = ANY($3))",
+        &[&customer_id, &keep, &kinds],
+    )
+    .await
+    .context("clearing previous default addresses")?;
+    Ok(())
+}
+
+/// Adds an address. The caller holds the customer's row lock, which serializes default changes.
+pub async fn insert(
+    tx: &TenantTx<'_>,
+    customer_id: Uuid,
+    fields: AddressFields,
+) -> Result<Address, ApiError> {
+    let address_id = Uuid::now_v7();
+    let is_default = match fields.is_default {
+        Some(is_default) => is_default,
+        None => tx
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM addresses WHERE customer_id = $1)",
+                &[&customer_id],
+            )
+            .await
+            .context("checking for existing addresses")?
+            .get(0),
+    };
+    if is_default {
+        clear_defaults(tx, customer_id, address_id, fields.address_type).await?;
+    }
+    let sql = format!(
+        "INSERT INTO addresses (address_id, organization_id, customer_id, address_type, recipient_name, \
+             address_line1, address_line2, city, state, postal_code, country, phone, is_default) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &address_id,
+                &tx.organization_id(),
+                &customer_id,
+                &fields.address_type,
+                &fields.recipient_name,
+                &fields.address_line1,
+                &fields.address_line2,
+                &fields.city,
+                &fields.state,
+                &fields.postal_code,
+                &fields.country,
+                &fields.phone,
+                &is_default,
+            ],
+        )
+        .await
+        .context("inserting an address")?;
+    Ok(from_row(&row))
+}
+
+/// Rewrites an address. The caller holds the customer's row lock.
+pub async fn update(
+    tx: &TenantTx<'_>,
+    address: &Address,
+    fields: AddressFields,
+) -> Result<Address, ApiError> {
+    let is_default = fields.is_default.unwrap_or(address.is_default);
+    if is_default {
+        clear_defaults(
+            tx,
+            address.customer_id,
+            address.address_id,
+            fields.address_type,
+        )
+        .await?;
+    }
+    let sql = format!(
+        "UPDATE addresses SET address_type = $2, recipient_name = $3, address_line1 = $4, \
+             address_line2 = $5, city = $6, state = $7, postal_code = $8, country = $9, phone = $10, \
+             is_default = $11, version = version + 1, updated_at = now() \
+         WHERE address_id = $1 RETURNING {COLUMNS}"
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &address.address_id,
+                &fields.address_type,
+                &fields.recipient_name,
+                &fields.address_line1,
+                &fields.address_line2,
+                &fields.city,
+                &fields.state,
+                &fields.postal_code,
+                &fields.country,
+                &fields.phone,
+                &is_default,
+            ],
+        )
+        .await
+        .context("updating an address")?;
+    Ok(from_row(&row))
+}
+
+pub async fn delete(tx: &TenantTx<'_>, address_id: Uuid) -> Result<(), ApiError> {
+    tx.execute(
+        "DELETE FROM addresses WHERE address_id = $1",
+        &[&address_id],
+    )
+    .await
+    .context("deleting an address")?;
+    Ok(())
+}

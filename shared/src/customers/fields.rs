@@ -1,0 +1,227 @@
+//! Parsed customer values: only these reach SQL. Each `parse` trims, normalizes and
+//! explains what is wrong without repeating the input.
+
+use phonenumber::country::Id as Country;
+
+/// Region assumed for phone numbers written without a country code.
+pub const DEFAULT_PHONE_REGION: Country = Country::PA;
+
+/// Trimmed text of bounded length without control characters.
+pub fn bounded_text(text: &str, max_chars: usize) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if text.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(text.to_string())
+}
+
+/// A first or last name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        bounded_text(text, 100).map(Self)
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An email address as written (trimmed); compared case-insensitively by the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.len() > 255 || !email_address::EmailAddress::is_valid(text) || !text.contains('.') {
+            return Err("must be a valid email address".into());
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A phone number in E.164 (`+50761234567`); numbers without a country code are Panamanian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        const INVALID: &str = "must be a valid phone number, e.g. +507 6123 4567 or 6123-4567";
+        if text.len() > 30 {
+            return Err(INVALID.into());
+        }
+        let number = phonenumber::parse(Some(DEFAULT_PHONE_REGION), text)
+            .map_err(|_| INVALID.to_string())?;
+        if !phonenumber::is_valid(&number) {
+            return Err(INVALID.into());
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An identity document number: trimmed, upper case, without inner spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentNumber(String);
+
+impl DocumentNumber {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let normalized: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_uppercase)
+            .collect();
+        if normalized.is_empty() || normalized.chars().count() > 50 {
+            return Err("must be 1 to 50 characters".into());
+        }
+        if !normalized
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '/')
+        {
+            return Err("may contain only letters, digits, '-' and '/'".into());
+        }
+        Ok(Self(normalized))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A BCP 47 language tag such as `es` or `es-PA`.
+pub fn language(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let valid = (2..=10).contains(&text.len())
+        && text
+            .split('-')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("must be a language tag such as es or es-PA".into())
+    }
+}
+
+/// Free-form labels: at most 50, each 1 to 100 characters, duplicates removed.
+pub fn tags(tags: Vec<String>) -> Result<Vec<String>, String> {
+    if tags.len() > 50 {
+        return Err("must have at most 50 tags".into());
+    }
+    let mut parsed: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = bounded_text(&tag, 100).map_err(|why| format!("each tag {why}"))?;
+        if !parsed.contains(&tag) {
+            parsed.push(tag);
+        }
+    }
+    Ok(parsed)
+}
+
+/// A JSON object of at most 16 KB.
+pub fn metadata(value: serde_json::Value) -> Result<serde_json::Value, String> {
+    if !value.is_object() {
+        return Err("must be a JSON object".into());
+    }
+    if value.to_string().len() > 16 * 1024 {
+        return Err("must be at most 16 KB".into());
+    }
+    Ok(value)
+}
+
+/// A birth date in the past and after 1900.
+pub fn birth_date(date: chrono::NaiveDate) -> Result<chrono::NaiveDate, String> {
+    let earliest = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).expect("a valid date");
+    if date < earliest || date > chrono::Utc::now().date_naive() {
+        return Err("must be a past date after 1900-01-01".into());
+    }
+    Ok(date)
+}
+
+/// An ISO 3166-1 alpha-2 country code, upper-cased.
+pub fn country(text: &str) -> Result<String, String> {
+    let code = text.trim().to_ascii_uppercase();
+    if code.len() == 2 && code.parse::<Country>().is_ok() {
+        Ok(code)
+    } else {
+        Err("must be an ISO 3166-1 alpha-2 country code such as PA".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panama_phones_in_any_format_normalize_to_the_same_e164() {
+        for written in [
+            "6123-4567",
+            "+507 6123 4567",
+            "61234567",
+            "(507) 6123-4567",
+            "+50761234567",
+        ] {
+            assert_eq!(
+                Phone::parse(written).unwrap().into_inner(),
+                "+50761234567",
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn phones_of_other_countries_keep_their_code() {
+        assert_eq!(
+            Phone::parse("+1 415 555 2671").unwrap().into_inner(),
+            "+14155552671"
+        );
+    }
+
+    #[test]
+    fn invalid_phones_are_rejected() {
+        for bad in ["abc", "123", "", "+507 1", &"9".repeat(40)] {
+            assert!(Phone::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn document_numbers_are_upper_case_without_spaces() {
+        assert_eq!(
+            DocumentNumber::parse(" pe-12 -345 ").unwrap().into_inner(),
+            "PE-12-345"
+        );
+        assert!(DocumentNumber::parse("8-123-456; DROP").is_err());
+    }
+
+    #[test]
+    fn emails_must_look_like_addresses() {
+        assert!(Email::parse(" Ana@Example.com ").is_ok());
+        for bad in ["ana", "ana@", "@example.com", "ana@example"] {
+            assert!(Email::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(PersonName::parse("  José ").unwrap().into_inner(), "José");
+        assert!(PersonName::parse(&"a".repeat(101)).is_err());
+        assert!(PersonName::parse("   ").is_err());
+    }
+}

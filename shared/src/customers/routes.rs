@@ -1,0 +1,308 @@
+//! HTTP routes of the `customers` function: parse, check the scope, call one operation, map.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::addresses::{Address, CreateAddressRequest, PatchAddressRequest};
+use super::model::{
+    CreateCustomerRequest, Customer, CustomerStatus, CustomerType, PatchCustomerRequest,
+};
+use super::store::ListFilter;
+use super::views::{Customer360, CustomerExport, LoyaltyCard};
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, Problem};
+use crate::http::openapi::{self, BearerAuth};
+use crate::http::{etag, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
+use crate::loyalty::LoyaltyTier;
+use crate::money::Money;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Customer service: customers", version = "1.0.0",
+         description = "Customer master: customers, addresses, erasure, 360 view, loyalty tier."),
+    modifiers(&BearerAuth),
+    components(schemas(Problem))
+)]
+struct CustomersApi;
+
+/// The `customers` function's router, with its OpenAPI document at `/api/v1/openapi.json`.
+pub fn router(state: AppState) -> axum::Router {
+    let routes = OpenApiRouter::new()
+        .routes(routes!(list_customers, create_customer))
+        .routes(routes!(get_customer, patch_customer, erase_customer))
+        .routes(routes!(get_customer_360))
+        .routes(routes!(export_customer))
+        .routes(routes!(get_loyalty))
+        .routes(routes!(list_addresses, add_address))
+        .routes(routes!(patch_address, delete_address));
+    let (router, api) = OpenApiRouter::with_openapi(CustomersApi::openapi())
+        .nest("/api/v1", routes)
+        .with_state(state)
+        .split_for_parts();
+    openapi::finish(router, api)
+}
+
+fn location(customer_id: Uuid) -> String {
+    format!("/api/v1/customers/{customer_id}")
+}
+
+/// A JSON body with the row's version as `ETag`.
+fn tagged<T: Serialize>(status: StatusCode, version: i32, body: T) -> Response {
+    (status, [(header::ETAG, etag(version))], Json(body)).into_response()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListCustomersQuery {
+    status: Option<CustomerStatus>,
+    customer_type: Option<CustomerType>,
+    loyalty_tier: Option<LoyaltyTier>,
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List customers in creation order, optionally filtered.
+#[utoipa::path(get, path = "/customers", tag = "customers", params(ListCustomersQuery),
+    responses((status = 200, body = ListResponse<Customer>), (status = 422, body = Problem)),
+    security(("bearer" = ["customers:read"])))]
+#[tracing::instrument(name = "list_customers", skip_all, fields(organization_id = %caller.organization_id))]
+async fn list_customers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListCustomersQuery>,
+) -> Result<Json<ListResponse<Customer>>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+    let filter = ListFilter {
+        status: query.status,
+        customer_type: query.customer_type,
+        loyalty_tier: query.loyalty_tier,
+    };
+    Ok(Json(super::list(&state.db, &caller, filter, page).await?))
+}
+
+/// Create a customer. Email, phone and document are unique within the organization.
+#[utoipa::path(post, path = "/customers", tag = "customers", request_body = CreateCustomerRequest,
+    responses((status = 201, body = Customer, headers(("Location" = String), ("ETag" = String))),
+        (status = 409, body = Problem, description = "duplicate_email, duplicate_phone or duplicate_document"),
+        (status = 422, body = Problem)),
+    security(("bearer" = ["customers:write"])))]
+#[tracing::instrument(name = "create_customer", skip_all, fields(organization_id = %caller.organization_id))]
+async fn create_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    let new = body.parse::<CreateCustomerRequest>()?.validate()?;
+    let customer = super::create(&state.db, &caller, new).await?;
+    let mut response = tagged(StatusCode::CREATED, customer.version, &customer);
+    response.headers_mut().insert(
+        header::LOCATION,
+        location(customer.customer_id)
+            .parse()
+            .expect("a path is a valid header"),
+    );
+    Ok(response)
+}
+
+/// One customer, with its version as `ETag`.
+#[utoipa::path(get, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Customer, headers(("ETag" = String))), (status = 404, body = Problem)),
+    security(("bearer" = ["customers:read"])))]
+#[tracing::instrument(name = "get_customer", skip_all, fields(organization_id = %caller.organization_id))]
+async fn get_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let customer = super::get(&state.db, &caller, id).await?;
+    Ok(tagged(StatusCode::OK, customer.version, customer))
+}
+
+/// Partial update: absent fields stay, `null` clears. `If-Match` makes it conditional.
+#[utoipa::path(patch, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+    request_body = PatchCustomerRequest,
+    responses((status = 200, body = Customer, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["customers:write"])))]
+#[tracing::instrument(name = "patch_customer", skip_all, fields(organization_id = %caller.organization_id))]
+async fn patch_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    let expected_version = if_match(&headers)?;
+    let patch = body.parse::<PatchCustomerRequest>()?.validate()?;
+    let customer = super::update(&state.db, &caller, id, expected_version, patch).await?;
+    Ok(tagged(StatusCode::OK, customer.version, customer))
+}
+
+/// Erase the person's data (right to be forgotten). Ids, status history and financial rows stay.
+#[utoipa::path(delete, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = ["customers:admin"])))]
+#[tracing::instrument(name = "erase_customer", skip_all, fields(organization_id = %caller.organization_id))]
+async fn erase_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::CustomersAdmin)?;
+    super::erase(&state.db, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The 360 view: customer, credit, segment, overdue amount and default addresses.
+#[utoipa::path(get, path = "/customers/{id}/360", tag = "customers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Customer360), (status = 404, body = Problem)),
+    security(("bearer" = ["customers:read"])))]
+#[tracing::instrument(name = "get_customer_360", skip_all, fields(organization_id = %caller.organization_id))]
+async fn get_customer_360(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Customer360>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    Ok(Json(super::customer_360(&state.db, &caller, id).await?))
+}
+
+/// Everything held about the person (data portability).
+#[utoipa::path(get, path = "/customers/{id}/export", tag = "customers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = CustomerExport), (status = 404, body = Problem)),
+    security(("bearer" = ["customers:read"])))]
+#[tracing::instrument(name = "export_customer", skip_all, fields(organization_id = %caller.organization_id))]
+async fn export_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<CustomerExport>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    Ok(Json(super::export(&state.db, &caller, id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct LoyaltyQuery {
+    /// A purchase amount such as `150.00`: the answer then includes the points it earns.
+    amount: Option<String>,
+}
+
+/// Loyalty tier, its multiplier and benefits; with `amount`, the points that purchase earns.
+#[utoipa::path(get, path = "/customers/{id}/loyalty", tag = "loyalty", params(("id" = Uuid, Path), LoyaltyQuery),
+    responses((status = 200, body = LoyaltyCard), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["customers:read"])))]
+#[tracing::instrument(name = "get_loyalty", skip_all, fields(organization_id = %caller.organization_id))]
+async fn get_loyalty(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<LoyaltyQuery>,
+) -> Result<Json<LoyaltyCard>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let amount = query
+        .amount
+        .as_deref()
+        .map(Money::parse_positive)
+        .transpose()
+        .map_err(|message| ApiError::invalid("amount", message))?;
+    Ok(Json(super::loyalty(&state.db, &caller, id, amount).await?))
+}
+
+/// The customer's addresses.
+#[utoipa::path(get, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<Address>), (status = 404, body = Problem)),
+    security(("bearer" = ["customers:read"])))]
+#[tracing::instrument(name = "list_addresses", skip_all, fields(organization_id = %caller.organization_id))]
+async fn list_addresses(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ListResponse<Address>>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let items = super::list_addresses(&state.db, &caller, id).await?;
+    Ok(Json(ListResponse {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Add an address. Marking it default unsets the previous default of that kind.
+#[utoipa::path(post, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
+    request_body = CreateAddressRequest,
+    responses((status = 201, body = Address), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["customers:write"])))]
+#[tracing::instrument(name = "add_address", skip_all, fields(organization_id = %caller.organization_id))]
+async fn add_address(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    let fields = body.parse::<CreateAddressRequest>()?.validate()?;
+    let address = super::add_address(&state.db, &caller, id, fields).await?;
+    let mut response = tagged(StatusCode::CREATED, address.version, &address);
+    response.headers_mut().insert(
+        header::LOCATION,
+        format!("{}/addresses/{}", location(id), address.address_id)
+            .parse()
+            .expect("a path is a valid header"),
+    );
+    Ok(response)
+}
+
+/// Change an address; `If-Match` makes it conditional.
+#[utoipa::path(patch, path = "/customers/{id}/addresses/{address_id}", tag = "addresses",
+    params(("id" = Uuid, Path), ("address_id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    request_body = PatchAddressRequest,
+    responses((status = 200, body = Address), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = ["customers:write"])))]
+#[tracing::instrument(name = "patch_address", skip_all, fields(organization_id = %caller.organization_id))]
+async fn patch_address(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, address_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    let expected_version = if_match(&headers)?;
+    let patch = body.parse::<PatchAddressRequest>()?;
+    let address =
+        super::update_address(&state.db, &caller, id, address_id, expected_version, patch).await?;
+    Ok(tagged(StatusCode::OK, address.version, address))
+}
+
+/// Remove an address.
+#[utoipa::path(delete, path = "/customers/{id}/addresses/{address_id}", tag = "addresses",
+    params(("id" = Uuid, Path), ("address_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = ["customers:write"])))]
+#[tracing::instrument(name = "delete_address", skip_all, fields(organization_id = %caller.organization_id))]
+async fn delete_address(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, address_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    super::delete_address(&state.db, &caller, id, address_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,146 @@
+//! The PostgreSQL pool of the runtime role and the only way to reach tenant data: a
+//! transaction that has set `app.current_organization_id` for itself alone.
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Error as PgError, Row};
+use uuid::Uuid;
+
+/// Pool of connections as the runtime role, which cannot bypass row-level security.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+/// A pooled connection that offers nothing but tenant transactions.
+pub struct DbConnection(Object);
+
+/// A transaction scoped to one organization: the only handle that runs tenant SQL.
+pub struct TenantTx<'a> {
+    tx: Transaction<'a>,
+    organization_id: Uuid,
+}
+
+impl Db {
+    pub fn connect(url: &str, max_size: usize) -> anyhow::Result<Self> {
+        let pg_config = url
+            .parse()
+            .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+        Self::from_config(pg_config, max_size)
+    }
+
+    pub fn from_config(pg_config: tokio_postgres::Config, max_size: usize) -> anyhow::Result<Self> {
+        let manager = Manager::from_config(
+            pg_config,
+            tokio_postgres::NoTls,
+            // Fast is safe: tenant settings are transaction-local and end with the transaction.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .build()
+            .context("building the PostgreSQL pool")?;
+        Ok(Self { pool })
+    }
+
+    pub async fn connection(&self) -> anyhow::Result<DbConnection> {
+        Ok(DbConnection(
+            self.pool
+                .get()
+                .await
+                .context("getting a PostgreSQL connection")?,
+        ))
+    }
+}
+
+impl DbConnection {
+    /// The tenant a statement outside any transaction would see on this connection: always
+    /// `None`, because tenants are set per transaction. Kept for tests and diagnostics.
+    pub async fn organization_outside_transactions(&self) -> anyhow::Result<Option<String>> {
+        let row = self
+            .0
+            .query_one(
+                "SELECT NULLIF(current_setting('app.current_organization_id', true), '')",
+                &[],
+            )
+            .await
+            .context("reading the session tenant")?;
+        Ok(row.get(0))
+    }
+
+    /// Begins a transaction that sees and writes only `organization_id`'s rows.
+    pub async fn begin(&mut self, organization_id: Uuid) -> anyhow::Result<TenantTx<'_>> {
+        let tx = self
+            .0
+            .transaction()
+            .await
+            .context("beginning a transaction")?;
+        tx.execute(
+            "SELECT set_config('app.current_organization_id', $1, true)",
+            &[&organization_id.to_string()],
+        )
+        .await
+        .context("setting the tenant of the transaction")?;
+        Ok(TenantTx {
+            tx,
+            organization_id,
+        })
+    }
+}
+
+impl TenantTx<'_> {
+    pub fn organization_id(&self) -> Uuid {
+        self.organization_id
+    }
+
+    pub async fn commit(self) -> anyhow::Result<()> {
+        self.tx.commit().await.context("committing")
+    }
+
+    /// Runs a cached prepared statement and returns its rows.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgError> {
+        let statement = self.tx.prepare_cached(sql).await?;
+        self.tx.query(&statement, params).await
+    }
+
+    /// Runs a cached prepared statement that returns at most one row.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PgError> {
+        let statement = self.tx.prepare_cached(sql).await?;
+        self.tx.query_opt(&statement, params).await
+    }
+
+    /// Runs a cached prepared statement that returns exactly one row.
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PgError> {
+        let statement = self.tx.prepare_cached(sql).await?;
+        self.tx.query_one(&statement, params).await
+    }
+
+    /// Runs a cached prepared statement and returns the number of rows it touched.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, PgError> {
+        let statement = self.tx.prepare_cached(sql).await?;
+        self.tx.execute(&statement, params).await
+    }
+}
+
+/// The name of the unique constraint a statement violated, if that is why it failed.
+pub fn unique_violation(error: &tokio_postgres::Error) -> Option<&str> {
+    let db_error = error.as_db_error()?;
+    (*db_error.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        .then(|| db_error.constraint())
+        .flatten()
+}

@@ -1,0 +1,15 @@
+//! The customer service's one crate: domain rules, PostgreSQL access, auth and HTTP routers.
+//! Every function binary is a thin `main` over this.
+
+pub mod auth;
+pub mod config;
+pub mod customers;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod loyalty;
+pub mod migrations;
+pub mod money;
+pub mod telemetry;
+mod text_enum;

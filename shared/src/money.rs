@@ -1,0 +1,148 @@
+//! Money: a decimal amount with at most two decimals, written in JSON as a string ("150.00").
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Largest amount a `numeric(12, 2)` column holds.
+const MAX: Decimal = Decimal::from_parts(3_567_587_327, 232, 0, false, 2); // 9_999_999_999.99
+
+/// An amount of money as stored (`numeric(12, 2)`): never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Money(Decimal);
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// A positive amount with at most two decimals that fits the column.
+    pub fn parse_positive(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let plain = !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && digits.matches('.').count() <= 1;
+        let amount = Decimal::from_str(text)
+            .ok()
+            .filter(|_| plain)
+            .ok_or_else(|| "must be a decimal amount such as \"150.00\"".to_string())?;
+        Self::positive(amount)
+    }
+
+    pub fn positive(amount: Decimal) -> Result<Self, String> {
+        if amount.normalize().scale() > 2 {
+            return Err("must have at most two decimals".into());
+        }
+        if amount <= Decimal::ZERO {
+            return Err("must be greater than zero".into());
+        }
+        if amount > MAX {
+            return Err("must be at most 9999999999.99".into());
+        }
+        Ok(Self(amount))
+    }
+
+    pub fn amount(self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", self.0)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Accepts the contract's string form and, for callers that send them, plain JSON numbers.
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Integer(i64),
+        }
+        let parsed = match Raw::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom("must be a decimal amount such as \"150.00\""))?
+        {
+            Raw::Text(text) => Money::parse_positive(&text),
+            Raw::Integer(units) => Money::positive(Decimal::from(units)),
+        };
+        parsed.map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Money {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Decimal::from_sql(ty, raw).map(Money)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Decimal as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+impl tokio_postgres::types::ToSql for Money {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Decimal as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^\d{1,10}\.\d{2}$"))
+            .examples([serde_json::json!("150.00")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_accepts_two_decimals_and_writes_two() {
+        assert_eq!(Money::parse_positive("150").unwrap().to_string(), "150.00");
+        assert_eq!(Money::parse_positive("0.5").unwrap().to_string(), "0.50");
+        assert_eq!(
+            Money::parse_positive("9999999999.99").unwrap().to_string(),
+            "9999999999.99"
+        );
+    }
+
+    #[test]
+    fn money_rejects_zero_negative_three_decimals_text_and_huge() {
+        for bad in ["0", "-1", "1.005", "abc", "", "1000000000000000", "1e3"] {
+            assert!(Money::parse_positive(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn money_reads_trailing_zero_decimals_as_two_decimals() {
+        assert!(Money::parse_positive("1.500").is_ok());
+    }
+}

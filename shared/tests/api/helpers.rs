@@ -1,0 +1,241 @@
+//! A fresh, migrated database per test, the customers router over it, and request helpers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use shared::auth::{issue_hs256_token, TokenVerifier};
+use shared::config::{AuthConfig, TokenKeys};
+use shared::db::Db;
+use shared::http::AppState;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret";
+pub const ALL: &[&str] = &["customers:read", "customers:write", "customers:admin"];
+
+/// The admin (owner) connection string: `ADMIN_DATABASE_URL`, set by `make test`.
+pub fn admin_url() -> String {
+    std::env::var("ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn hs256_auth() -> AuthConfig {
+    AuthConfig {
+        keys: TokenKeys::Hs256Secret(SECRET.into()),
+        organization_claim: "org_id".into(),
+        audience: None,
+        issuer: None,
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub database: String,
+    pub org_a: Uuid,
+    pub org_b: Uuid,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+async fn admin_client(database: &str) -> tokio_postgres::Client {
+    let mut config: tokio_postgres::Config =
+        admin_url().parse().expect("ADMIN_DATABASE_URL parses");
+    config.dbname(database);
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at ADMIN_DATABASE_URL ({e}); run `make test`")
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// The runtime role's connection settings for `database`.
+pub fn app_config(database: &str) -> tokio_postgres::Config {
+    let mut config: tokio_postgres::Config =
+        admin_url().parse().expect("ADMIN_DATABASE_URL parses");
+    config.user("customer_app").dbname(database);
+    if let Ok(password) = std::env::var("APP_DATABASE_PASSWORD") {
+        config.password(password);
+    }
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let database = format!("cs_test_{}", Uuid::new_v4().simple());
+        let maintenance = admin_client("postgres").await;
+        maintenance
+            .execute(&format!("CREATE DATABASE {database}"), &[])
+            .await
+            .expect("create test database");
+        let mut admin: tokio_postgres::Config = admin_url().parse().unwrap();
+        admin.dbname(&database);
+        shared::migrations::run(&admin)
+            .await
+            .expect("migrations apply");
+        let db = Db::from_config(app_config(&database), 4).expect("pool");
+        let verifier = TokenVerifier::new(&hs256_auth()).await.expect("verifier");
+        let state = AppState {
+            db,
+            verifier: Arc::new(verifier),
+        };
+        Self {
+            router: shared::customers::routes::router(state),
+            database,
+            org_a: Uuid::new_v4(),
+            org_b: Uuid::new_v4(),
+        }
+    }
+
+    /// A connection as the owner, which sees every tenant: for arranging and asserting.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        admin_client(&self.database).await
+    }
+
+    pub fn token(&self, organization: Uuid, scopes: &[&str]) -> String {
+        issue_hs256_token(
+            SECRET,
+            organization,
+            "tester",
+            scopes,
+            Duration::from_secs(600),
+        )
+        .unwrap()
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    /// A request with every customers scope of `organization`.
+    pub async fn as_org(
+        &self,
+        organization: Uuid,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let token = self.token(organization, ALL);
+        self.call(method, path, Some(&token), body).await
+    }
+
+    /// Creates a customer in `organization` and returns its id.
+    pub async fn create_customer(&self, organization: Uuid, body: Value) -> Uuid {
+        let response = self
+            .as_org(organization, Method::POST, "/api/v1/customers", Some(body))
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        response.body["customer_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Rows of a table across all tenants, as the owner sees them.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.admin()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                admin_client("postgres")
+                    .await
+                    .execute(
+                        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+                        &[],
+                    )
+                    .await
+                    .ok();
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// A fresh customer body with unique contact values.
+pub fn person(first: &str, last: &str) -> Value {
+    let n = Uuid::new_v4().as_u128() % 10_000_000;
+    serde_json::json!({
+        "first_name": first,
+        "last_name": last,
+        "email": format!("{}.{}.{n}@example.com", first.to_lowercase(), last.to_lowercase()),
+    })
+}

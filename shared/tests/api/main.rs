@@ -1,0 +1,9 @@
+//! Integration tests of the customers function against real PostgreSQL, one database each.
+
+mod auth;
+mod customers;
+mod erasure;
+mod helpers;
+mod lambda_event;
+mod tenancy;
+mod validation;

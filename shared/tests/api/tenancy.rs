@@ -1,0 +1,241 @@
+use http::{Method, StatusCode};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{app_config, person, TestApp};
+
+#[tokio::test]
+async fn every_customers_route_answers_404_for_a_customer_of_another_organization() {
+    let app = TestApp::spawn().await;
+    let theirs = app.create_customer(app.org_b, person("Bea", "Otra")).await;
+    let address = app
+        .as_org(
+            app.org_b,
+            Method::POST,
+            &format!("/api/v1/customers/{theirs}/addresses"),
+            Some(json!({"address_line1": "Calle 50", "city": "Panamá"})),
+        )
+        .await;
+    let address = address.body["address_id"].as_str().unwrap().to_string();
+    let base = format!("/api/v1/customers/{theirs}");
+    let routes: Vec<(Method, String, Option<serde_json::Value>)> = vec![
+        (Method::GET, base.clone(), None),
+        (
+            Method::PATCH,
+            base.clone(),
+            Some(json!({"first_name": "Hacked"})),
+        ),
+        (Method::DELETE, base.clone(), None),
+        (Method::GET, format!("{base}/360"), None),
+        (Method::GET, format!("{base}/export"), None),
+        (Method::GET, format!("{base}/loyalty"), None),
+        (Method::GET, format!("{base}/addresses"), None),
+        (
+            Method::POST,
+            format!("{base}/addresses"),
+            Some(json!({"address_line1": "X", "city": "Y"})),
+        ),
+        (
+            Method::PATCH,
+            format!("{base}/addresses/{address}"),
+            Some(json!({"city": "Colón"})),
+        ),
+        (Method::DELETE, format!("{base}/addresses/{address}"), None),
+    ];
+    for (method, path, body) in routes {
+        let response = app.as_org(app.org_a, method.clone(), &path, body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            response.body
+        );
+        assert_eq!(response.code(), "not_found");
+    }
+    let still = app.as_org(app.org_b, Method::GET, &base, None).await;
+    assert_eq!(still.body["first_name"], "Bea");
+    assert_eq!(still.body["version"], 1);
+    assert_eq!(app.count("addresses").await, 1);
+}
+
+#[tokio::test]
+async fn lists_never_show_another_organizations_customers() {
+    let app = TestApp::spawn().await;
+    let mine = app.create_customer(app.org_a, person("Ana", "Mía")).await;
+    for i in 0..3 {
+        app.create_customer(app.org_b, person("Otro", &format!("Cliente{i}")))
+            .await;
+    }
+    let list = app
+        .as_org(app.org_a, Method::GET, "/api/v1/customers?limit=200", None)
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let ids: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![mine.to_string()]);
+}
+
+async fn raw_app_client(app: &TestApp) -> tokio_postgres::Client {
+    let (client, connection) = app_config(&app.database)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn the_runtime_role_sees_no_rows_without_a_tenant() {
+    let app = TestApp::spawn().await;
+    app.create_customer(app.org_a, person("Ana", "Uno")).await;
+    app.create_customer(app.org_b, person("Bea", "Dos")).await;
+    assert_eq!(app.count("customers").await, 2, "the owner sees both");
+
+    let client = raw_app_client(&app).await;
+    for table in [
+        "customers",
+        "outbox",
+        "customer_status_history",
+        "v_customer_360",
+    ] {
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{table} is visible without a tenant");
+    }
+}
+
+#[tokio::test]
+async fn a_reused_pooled_connection_carries_no_tenant_over() {
+    let app = TestApp::spawn().await;
+    let db = shared::db::Db::from_config(app_config(&app.database), 1).unwrap();
+    let mut connection = db.connection().await.unwrap();
+    let tx = connection.begin(app.org_a).await.unwrap();
+    tx.execute(
+        "INSERT INTO customers (customer_id, organization_id, first_name, last_name) VALUES ($1, $2, 'A', 'B')",
+        &[&Uuid::now_v7(), &app.org_a],
+    )
+    .await
+    .unwrap();
+    let seen: i64 = tx
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 1);
+    tx.commit().await.unwrap();
+    drop(connection);
+
+    let connection = db.connection().await.unwrap();
+    assert_eq!(
+        connection
+            .organization_outside_transactions()
+            .await
+            .unwrap(),
+        None
+    );
+    let mut connection = connection;
+    let tx = connection.begin(app.org_b).await.unwrap();
+    let seen: i64 = tx
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        seen, 0,
+        "organization B sees A's row on a reused connection"
+    );
+}
+
+#[tokio::test]
+async fn the_runtime_role_cannot_write_another_tenant_or_bypass_row_security() {
+    let app = TestApp::spawn().await;
+    let client = raw_app_client(&app).await;
+
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "SELECT set_config('app.current_organization_id', $1, true)",
+            &[&app.org_a.to_string()],
+        )
+        .await
+        .unwrap();
+    let foreign = client
+        .execute(
+            "INSERT INTO customers (customer_id, organization_id, first_name, last_name) VALUES ($1, $2, 'X', 'Y')",
+            &[&Uuid::now_v7(), &app.org_b],
+        )
+        .await;
+    let refused = foreign.unwrap_err();
+    let message = refused
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("row-level security"),
+        "WITH CHECK must refuse: {message}"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    let bypass = client
+        .batch_execute("SET row_security = off; SELECT * FROM customers")
+        .await;
+    assert!(
+        bypass.is_err(),
+        "row_security=off must not bypass the policy"
+    );
+    let disable = client
+        .batch_execute("ALTER TABLE customers DISABLE ROW LEVEL SECURITY")
+        .await;
+    assert!(disable.is_err(), "the runtime role must not own the table");
+
+    let role = client
+        .query_one(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!role.get::<_, bool>(0) && !role.get::<_, bool>(1));
+    let owned: i64 = client
+        .query_one("SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owned, 0, "the runtime role owns nothing");
+}
+
+#[tokio::test]
+async fn every_tenant_table_has_forced_row_level_security_with_check() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let unguarded = admin
+        .query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'organization_id' \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
+               AND EXISTS (SELECT 1 FROM pg_policies p WHERE p.tablename = c.relname \
+                           AND p.qual IS NOT NULL AND p.with_check IS NOT NULL))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = unguarded.iter().map(|r| r.get(0)).collect();
+    assert!(names.is_empty(), "tables without forced RLS: {names:?}");
+    let tenant_tables: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' \
+             AND column_name = 'organization_id' AND table_name IN (SELECT tablename FROM pg_tables WHERE schemaname = 'public')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tenant_tables, 11);
+}
