@@ -27,6 +27,12 @@ enum Command {
     Migrate {
         #[arg(long, env = "ADMIN_DATABASE_URL")]
         admin_database_url: String,
+        /// Database to migrate, created when missing (default: the URL's own database).
+        #[arg(long)]
+        database: Option<String>,
+        /// Password to give the runtime role `customer_app` (servers without trust auth).
+        #[arg(long, env = "APP_DATABASE_PASSWORD", hide_env_values = true)]
+        app_password: Option<String>,
     },
     /// Seed the demo organization with a few customers (skips those already there).
     SeedDemo {
@@ -51,11 +57,22 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Migrate { admin_database_url } => {
-            let admin = admin_database_url
+        Command::Migrate {
+            admin_database_url,
+            database,
+            app_password,
+        } => {
+            let mut admin: tokio_postgres::Config = admin_database_url
                 .parse()
                 .context("ADMIN_DATABASE_URL is not a valid connection string")?;
+            if let Some(database) = database {
+                create_database_if_missing(&admin, &database).await?;
+                admin.dbname(&database);
+            }
             let applied = shared::migrations::run(&admin).await?;
+            if let Some(password) = app_password {
+                set_runtime_password(&admin, &password).await?;
+            }
             if applied.is_empty() {
                 println!("migrations: up to date");
             } else {
@@ -82,6 +99,55 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
         }
     }
+    Ok(())
+}
+
+async fn admin_client(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL as the admin role (check ADMIN_DATABASE_URL)")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn create_database_if_missing(
+    admin: &tokio_postgres::Config,
+    database: &str,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database names are letters, digits and underscores"
+    );
+    let client = admin_client(admin).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await?;
+        println!("database {database}: created");
+    }
+    Ok(())
+}
+
+async fn set_runtime_password(
+    admin: &tokio_postgres::Config,
+    password: &str,
+) -> anyhow::Result<()> {
+    let client = admin_client(admin).await?;
+    let literal: String = client
+        .query_one("SELECT quote_literal($1)", &[&password])
+        .await?
+        .get(0);
+    client
+        .batch_execute(&format!("ALTER ROLE customer_app PASSWORD {literal}"))
+        .await
+        .context("setting the runtime role's password")?;
     Ok(())
 }
 

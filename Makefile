@@ -1,0 +1,16 @@
+# The two commands: `make dev` serves everything locally, `make test` runs every check.
+.PHONY: dev test services token
+
+dev:
+	@infra/local/dev.sh
+
+test:
+	@infra/local/test.sh
+
+# Start (or find) PostgreSQL, Redis and the SQS emulator only.
+services:
+	@infra/local/services.sh
+
+# A fresh 12-hour token for the demo organization.
+token:
+	@. .local/env && JWT_HS256_SECRET=$${JWT_HS256_SECRET:-local-dev-secret} cargo run -q -p devctl -- token

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make dev`: services, migrations, demo data, a token, then every function on :9000.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source infra/local/lib.sh
+infra/local/services.sh
+source .local/env
+
+export JWT_HS256_SECRET=${JWT_HS256_SECRET:-local-dev-secret}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+port=${PORT:-9000}
+database=${DEV_DATABASE:-customer_service}
+
+step "building the workspace (the first build takes a few minutes)"
+cargo build --workspace
+devctl="$CARGO_TARGET_DIR/debug/devctl"
+
+step "migrating database $database"
+"$devctl" migrate --database "$database"
+database_url=$(runtime_url "$ADMIN_DATABASE_URL" "$database")
+
+step "seeding the demo organization"
+DATABASE_URL=$database_url "$devctl" seed-demo
+token=$("$devctl" token)
+
+cat >.local/functions.env <<ENV
+DATABASE_URL=$database_url
+JWT_HS256_SECRET=$JWT_HS256_SECRET
+REDIS_URL=$REDIS_URL
+AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
+AWS_REGION=$AWS_REGION
+RUST_LOG=${RUST_LOG:-info}
+ENV
+
+base="http://localhost:$port/lambda-url/customers/api/v1"
+cat <<MSG
+
+  Customer service is starting on :$port (functions build on their first request).
+
+  A token for the demo organization, with every scope, valid 12 hours:
+    export TOKEN=$token
+
+  Try:
+    curl -s -H "Authorization: Bearer \$TOKEN" $base/customers
+    curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+         -d '{"first_name":"Lucía","last_name":"Batista","phone":"6555-0101"}' $base/customers
+
+  OpenAPI: $base/openapi.json      New token: make token
+
+MSG
+exec cargo lambda watch --invoke-port "$port" --env-file .local/functions.env

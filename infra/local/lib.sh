@@ -1,0 +1,83 @@
+# Helpers shared by the local scripts. Sourced, not run.
+
+step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# A connection string without its password, for messages.
+redact() { sed -E 's#(://[^:/@]+):[^@]*@#\1:***@#' <<<"$1"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run: $*"; fi
+}
+
+ensure_package() {
+  step "installing Debian package $1"
+  as_root apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# pip_install <requirement> <command it provides>
+pip_install() {
+  step "installing $1 (pip)"
+  python3 -m pip install -q "$1" || die "pip could not install $1"
+  command -v pyenv >/dev/null && pyenv rehash
+  export PATH="$PATH:$(python3 -m site --user-base)/bin"
+  command -v "$2" >/dev/null || die "$2 is still not on PATH after installing $1"
+}
+
+pg_bin_dir() {
+  local initdb
+  initdb=$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$initdb" ] && dirname "$(readlink -f "$initdb")"
+}
+
+# True when something accepts connections at the URL's host and port (migrate checks the rest).
+pg_answers() {
+  python3 - "$1" <<'PY' 2>/dev/null
+import socket, sys, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+with socket.create_connection((url.hostname or "127.0.0.1", url.port or 5432), timeout=2):
+    pass
+PY
+}
+
+redis_answers() {
+  python3 - "$1" <<'PY' 2>/dev/null
+import socket, sys, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=2) as s:
+    s.sendall(b"PING\r\n")
+    assert s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+PY
+}
+
+http_answers() {
+  python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass
+PY
+}
+
+# wait_for <what> <check command...>: up to 30 seconds.
+wait_for() {
+  local what=$1; shift
+  for _ in $(seq 60); do "$@" && return 0; sleep 0.5; done
+  die "$what did not come up"
+}
+
+# runtime_url <admin url> <database>: the same server as the runtime role `customer_app`.
+runtime_url() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+password = os.environ.get("APP_DATABASE_PASSWORD")
+user = "customer_app" + (":" + urllib.parse.quote(password, safe="") if password else "")
+host = url.hostname or "127.0.0.1"
+print(urllib.parse.urlunparse(url._replace(netloc=f"{user}@{host}:{url.port or 5432}", path="/" + sys.argv[2])))
+PY
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: services, then format, lint, every test and the template checks.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source infra/local/lib.sh
+infra/local/services.sh
+source .local/env
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+command -v sam >/dev/null || pip_install aws-sam-cli sam
+command -v cfn-lint >/dev/null || pip_install cfn-lint cfn-lint
+
+step "format"
+cargo fmt --all --check
+step "lint"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "tests (each integration test in its own database)"
+cargo test --workspace
+step "template"
+export SAM_CLI_TELEMETRY=0
+sam validate --lint --region "$AWS_REGION" --template-file template.yaml
+cfn-lint template.yaml
+step "all checks passed"
