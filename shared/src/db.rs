@@ -46,6 +46,28 @@ impl Db {
         Ok(Self { pool })
     }
 
+    /// Fails unless the pool's role is bound by row-level security: not a superuser, without
+    /// BYPASSRLS, owning no table. Called at cold start so a misconfigured URL never serves.
+    pub async fn ensure_runtime_role(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await.context("connecting to PostgreSQL")?;
+        let row = client
+            .query_one(
+                "SELECT r.rolname, r.rolsuper OR r.rolbypassrls, \
+                        EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace) \
+                 FROM pg_roles r WHERE r.rolname = current_user",
+                &[],
+            )
+            .await
+            .context("reading the database role")?;
+        let (role, bypasses, owns): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        anyhow::ensure!(
+            !bypasses && !owns,
+            "DATABASE_URL connects as `{role}`, which bypasses row-level security or owns tables; \
+             connect as the runtime role `customer_app`"
+        );
+        Ok(())
+    }
+
     pub async fn connection(&self) -> anyhow::Result<DbConnection> {
         Ok(DbConnection(
             self.pool

@@ -18,8 +18,10 @@ use super::store::ListFilter;
 use super::views::{Customer360, CustomerExport, LoyaltyCard};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
-use crate::http::openapi::{self, BearerAuth};
-use crate::http::{etag, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
+use crate::http::openapi::BearerAuth;
+use crate::http::{
+    etag, finish_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query,
+};
 use crate::loyalty::LoyaltyTier;
 use crate::money::Money;
 
@@ -46,7 +48,7 @@ pub fn router(state: AppState) -> axum::Router {
         .nest("/api/v1", routes)
         .with_state(state)
         .split_for_parts();
-    openapi::finish(router, api)
+    finish_router(router, api)
 }
 
 fn location(customer_id: Uuid) -> String {

@@ -7,8 +7,14 @@ mod pagination;
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
+use axum::extract::{FromRef, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue};
+use lambda_http::RequestExt;
+use tracing::Instrument;
 
 pub use extract::{JsonBody, Path, Query};
 pub use pagination::{Cursor, ListResponse, PageRequest};
@@ -27,8 +33,10 @@ pub struct AppState {
 
 impl AppState {
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database_url, config.database_pool_size)?;
+        db.ensure_runtime_role().await?;
         Ok(Self {
-            db: Db::connect(&config.database_url, config.database_pool_size)?,
+            db,
             verifier: Arc::new(TokenVerifier::new(&config.auth).await?),
         })
     }
@@ -38,6 +46,35 @@ impl FromRef<AppState> for Arc<TokenVerifier> {
     fn from_ref(state: &AppState) -> Self {
         state.verifier.clone()
     }
+}
+
+/// Completes a function's router: `GET /api/v1/openapi.json` serving `api`, problem+json 404s
+/// for unknown routes, and a span per request carrying the Lambda request id.
+pub fn finish_router(router: Router, api: utoipa::openapi::OpenApi) -> Router {
+    let api = Arc::new(api);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(api.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn(request_span))
+}
+
+async fn request_span(request: Request, next: Next) -> Response {
+    let request_id = request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        request_id
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
+    response
 }
 
 /// The strong ETag of a row version.

@@ -1,9 +1,5 @@
 //! OpenAPI pieces every HTTP function shares: the bearer scheme and the document route.
 
-use std::sync::Arc;
-
-use axum::routing::get;
-use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi;
 use utoipa::Modify;
@@ -25,15 +21,4 @@ impl Modify for BearerAuth {
                 ),
             );
     }
-}
-
-/// Adds `GET /api/v1/openapi.json` serving `api`, and problem+json 404s for unknown routes.
-pub fn finish(router: Router, api: OpenApi) -> Router {
-    let api = Arc::new(api);
-    router
-        .route(
-            "/api/v1/openapi.json",
-            get(move || async move { Json(api.as_ref().clone()) }),
-        )
-        .fallback(|| async { crate::error::ApiError::NotFound })
 }

@@ -420,3 +420,47 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test]
+async fn concurrent_creates_with_one_email_make_exactly_one_customer() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..16).map(|i| {
+        let body = json!({"first_name": "Ana", "last_name": format!("Carrera{i}"), "email": if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" }});
+        app.as_org(app.org_a, Method::POST, "/api/v1/customers", Some(body))
+    });
+    let responses = futures_util::future::join_all(attempts).await;
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let duplicates = responses
+        .iter()
+        .filter(|r| r.code() == "duplicate_email")
+        .count();
+    assert_eq!((created, duplicates), (1, 15));
+    assert_eq!(app.count("customers").await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_default_addresses_leave_exactly_one_default_per_kind() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .create_customer(app.org_a, person("Ana", "Muchas"))
+        .await;
+    let path = format!("/api/v1/customers/{id}/addresses");
+    let attempts = (0..12).map(|i| {
+        let kind = ["shipping", "billing", "both"][i % 3];
+        let body = json!({"address_type": kind, "address_line1": format!("Calle {i}"), "city": "Panamá", "is_default": true});
+        app.as_org(app.org_a, Method::POST, &path, Some(body))
+    });
+    let responses = futures_util::future::join_all(attempts).await;
+    assert!(responses.iter().all(|r| r.status == StatusCode::CREATED));
+    let defaults = app.admin().await.query_one(
+        "SELECT count(*) FILTER (WHERE address_type IN ('shipping', 'both')), count(*) FILTER (WHERE address_type IN ('billing', 'both')) \
+         FROM addresses WHERE is_default", &[]).await.unwrap();
+    assert!(defaults.get::<_, i64>(0) <= 1 && defaults.get::<_, i64>(1) <= 1);
+    assert!(
+        defaults.get::<_, i64>(0) + defaults.get::<_, i64>(1) >= 1,
+        "the last default stands"
+    );
+}

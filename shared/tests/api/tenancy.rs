@@ -239,3 +239,15 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
         .get(0);
     assert_eq!(tenant_tables, 11);
 }
+
+#[tokio::test]
+async fn a_pool_that_could_bypass_row_security_refuses_to_start() {
+    let app = TestApp::spawn().await;
+    let mut owner: tokio_postgres::Config = crate::helpers::admin_url().parse().unwrap();
+    owner.dbname(&app.database);
+    let as_owner = shared::db::Db::from_config(owner, 1).unwrap();
+    let refused = as_owner.ensure_runtime_role().await.unwrap_err();
+    assert!(refused.to_string().contains("customer_app"), "{refused}");
+    let as_runtime = shared::db::Db::from_config(app_config(&app.database), 1).unwrap();
+    as_runtime.ensure_runtime_role().await.unwrap();
+}
