@@ -86,6 +86,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "nullable")]` on `Option<Option<T>>` patch fields:
+/// absent stays `None`, `null` becomes `Some(None)`, a value `Some(Some(value))`.
+pub fn nullable<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// Turns a serde data error into a field error without the offending value.
 fn data_error(path: &str, message: &str) -> ApiError {
     let message = message.split(" at line ").next().unwrap_or(message);

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-pub use extract::{JsonBody, Path, Query};
+pub use extract::{nullable, JsonBody, Path, Query};
 pub use pagination::{Cursor, ListResponse, PageRequest};
 
 use crate::auth::TokenVerifier;
