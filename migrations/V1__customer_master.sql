@@ -17,6 +17,13 @@ CREATE FUNCTION immutable_unaccent(text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
     AS $$ SELECT public.unaccent('public.unaccent'::regdictionary, $1) $$;
 
+-- Organizations that have data here: ids only, so scheduled jobs can visit each tenant in
+-- its own tenant transaction instead of bypassing row-level security.
+CREATE TABLE organizations (
+    organization_id uuid PRIMARY KEY,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
 -- Customers ---------------------------------------------------------------------------------
 
 CREATE TABLE customers (
@@ -148,6 +155,7 @@ CREATE INDEX credit_accounts_status_idx ON credit_accounts (organization_id, sta
 -- writes usages only inside the transaction that updated the account row.
 CREATE TABLE credit_usages (
     usage_id          uuid PRIMARY KEY,
+    usage_seq         bigint GENERATED ALWAYS AS IDENTITY,
     organization_id   uuid NOT NULL,
     credit_account_id uuid NOT NULL,
     order_id          uuid NOT NULL,
@@ -167,52 +175,57 @@ CREATE TABLE credit_usages (
     CONSTRAINT credit_usages_paid_check CHECK (amount_paid >= 0 AND amount_paid <= amount)
 );
 CREATE INDEX credit_usages_account_idx
-    ON credit_usages (organization_id, credit_account_id, created_at);
+    ON credit_usages (organization_id, credit_account_id, usage_seq);
 CREATE INDEX credit_usages_open_due_idx ON credit_usages (due_date) WHERE status = 'pending';
 
+-- payment_id may come from the caller, so it is unique per organization, not globally.
 CREATE TABLE credit_payments (
-    payment_id        uuid PRIMARY KEY,
     organization_id   uuid NOT NULL,
+    payment_id        uuid NOT NULL,
+    payment_seq       bigint GENERATED ALWAYS AS IDENTITY,
     credit_account_id uuid NOT NULL,
     amount            numeric(12, 2) NOT NULL,
     payment_method    varchar(30) NOT NULL,
     payment_reference varchar(255),
     payment_date      date NOT NULL DEFAULT CURRENT_DATE,
     idempotency_key   varchar(255),
-    request_hash      varchar(64),
     recorded_by       varchar(255) NOT NULL,
     created_at        timestamptz NOT NULL DEFAULT now(),
 
+    PRIMARY KEY (organization_id, payment_id),
     CONSTRAINT credit_payments_amount_check CHECK (amount > 0),
     CONSTRAINT credit_payments_method_check
         CHECK (payment_method IN ('cash', 'card', 'transfer', 'check'))
 );
 CREATE INDEX credit_payments_account_idx
-    ON credit_payments (organization_id, credit_account_id, payment_date DESC);
+    ON credit_payments (organization_id, credit_account_id, payment_seq);
 CREATE UNIQUE INDEX credit_payments_idempotency_key
     ON credit_payments (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 -- Every movement of an account, with who and when; the statement replays these rows.
+-- `amount` is signed by its effect on credit_used (use +, release and payment -, else 0), and
+-- movement_seq is drawn after the account row is locked, so it orders one account's history.
 CREATE TABLE credit_movements (
-    movement_id       uuid PRIMARY KEY,
-    organization_id   uuid NOT NULL,
-    credit_account_id uuid NOT NULL,
-    kind              varchar(30) NOT NULL,
-    amount            numeric(12, 2),
-    credit_used_after numeric(12, 2) NOT NULL,
+    movement_id        uuid PRIMARY KEY,
+    movement_seq       bigint GENERATED ALWAYS AS IDENTITY,
+    organization_id    uuid NOT NULL,
+    credit_account_id  uuid NOT NULL,
+    kind               varchar(30) NOT NULL,
+    amount             numeric(12, 2) NOT NULL DEFAULT 0,
+    credit_used_after  numeric(12, 2) NOT NULL,
     credit_limit_after numeric(12, 2) NOT NULL,
-    order_id          uuid,
-    payment_id        uuid,
-    reason            varchar(500),
-    actor             varchar(255) NOT NULL,
-    occurred_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    order_id           uuid,
+    payment_id         uuid,
+    reason             varchar(500),
+    actor              varchar(255) NOT NULL,
+    occurred_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
 
     CONSTRAINT credit_movements_kind_check CHECK (kind IN (
         'opened', 'approved', 'limit_changed', 'terms_changed', 'suspended', 'reactivated',
         'cancelled', 'used', 'released', 'payment', 'overdue'))
 );
 CREATE INDEX credit_movements_account_idx
-    ON credit_movements (organization_id, credit_account_id, occurred_at, movement_id);
+    ON credit_movements (organization_id, credit_account_id, movement_seq);
 
 -- Segments and order facts ------------------------------------------------------------------
 
@@ -345,6 +358,14 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The registry is the one deliberate exception: anyone may list organization ids (they carry
+-- nothing else), but a transaction may only register its own organization.
+ALTER TABLE organizations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE organizations FORCE ROW LEVEL SECURITY;
+CREATE POLICY organizations_listing ON organizations FOR SELECT USING (true);
+CREATE POLICY organizations_registration ON organizations FOR INSERT
+    WITH CHECK (organization_id = current_organization_id());
 
 -- The runtime role: logs in, owns nothing, cannot bypass RLS. Roles are cluster-wide, so
 -- several databases of one cluster (tests, environments) share it.

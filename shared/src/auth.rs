@@ -70,10 +70,7 @@ impl Caller {
         Self {
             organization_id,
             subject: subject.to_string(),
-            scopes: Scope::ALL
-                .iter()
-                .map(|scope| scope.as_str().to_string())
-                .collect(),
+            scopes: Scope::ALL.iter().map(|scope| scope.as_str().to_string()).collect(),
         }
     }
 
@@ -112,10 +109,9 @@ const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 impl TokenVerifier {
     pub async fn new(config: &AuthConfig) -> anyhow::Result<Self> {
         let (keys, algorithm) = match &config.keys {
-            TokenKeys::Hs256Secret(secret) => (
-                KeySource::Static(DecodingKey::from_secret(secret.as_bytes())),
-                Algorithm::HS256,
-            ),
+            TokenKeys::Hs256Secret(secret) => {
+                (KeySource::Static(DecodingKey::from_secret(secret.as_bytes())), Algorithm::HS256)
+            }
             TokenKeys::JwksUrl(url) => {
                 let cache = JwksCache {
                     url: url.clone(),
@@ -139,11 +135,7 @@ impl TokenVerifier {
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
         }
-        Ok(Self {
-            keys,
-            validation,
-            organization_claim: config.organization_claim.clone(),
-        })
+        Ok(Self { keys, validation, organization_claim: config.organization_claim.clone() })
     }
 
     /// The caller a token speaks for, or 401.
@@ -151,11 +143,9 @@ impl TokenVerifier {
         let claims = match &self.keys {
             KeySource::Static(key) => self.decode(token, key)?,
             KeySource::Jwks(cache) => {
-                let header = jsonwebtoken::decode_header(token)
-                    .map_err(|_| ApiError::Unauthorized("the token is malformed"))?;
-                let kid = header
-                    .kid
-                    .ok_or(ApiError::Unauthorized("the token has no key id"))?;
+                let header =
+                    jsonwebtoken::decode_header(token).map_err(|_| ApiError::Unauthorized("the token is malformed"))?;
+                let kid = header.kid.ok_or(ApiError::Unauthorized("the token has no key id"))?;
                 let key = cache.key(&kid).await?;
                 self.decode(token, &key)?
             }
@@ -165,13 +155,13 @@ impl TokenVerifier {
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<Map<String, Value>, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|error| match error.kind() {
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation).map(|data| data.claims).map_err(
+            |error| match error.kind() {
                 ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired"),
                 ErrorKind::InvalidSignature => ApiError::Unauthorized("the signature is invalid"),
                 _ => ApiError::Unauthorized("the token is invalid"),
-            })
+            },
+        )
     }
 
     fn caller(&self, claims: Map<String, Value>) -> Result<Caller, ApiError> {
@@ -184,19 +174,13 @@ impl TokenVerifier {
             .get(&self.organization_claim)
             .and_then(Value::as_str)
             .and_then(|org| Uuid::parse_str(org).ok())
-            .ok_or(ApiError::Unauthorized(
-                "the token has no valid organization claim",
-            ))?;
+            .ok_or(ApiError::Unauthorized("the token has no valid organization claim"))?;
         let scopes = claims
             .get("scope")
             .and_then(Value::as_str)
             .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Caller {
-            organization_id,
-            subject: subject.to_owned(),
-            scopes,
-        })
+        Ok(Caller { organization_id, subject: subject.to_owned(), scopes })
     }
 }
 
@@ -205,24 +189,13 @@ impl JwksCache {
         if let Some(key) = self.state.read().await.0.get(kid) {
             return Ok(key.clone());
         }
-        let may_refresh = self
-            .state
-            .read()
-            .await
-            .1
-            .is_none_or(|fetched| fetched.elapsed() >= JWKS_REFRESH_INTERVAL);
+        let may_refresh = self.state.read().await.1.is_none_or(|fetched| fetched.elapsed() >= JWKS_REFRESH_INTERVAL);
         if may_refresh {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(error = ?error, "JWKS refresh failed");
             }
         }
-        self.state
-            .read()
-            .await
-            .0
-            .get(kid)
-            .cloned()
-            .ok_or(ApiError::Unauthorized("the token's key is unknown"))
+        self.state.read().await.0.get(kid).cloned().ok_or(ApiError::Unauthorized("the token's key is unknown"))
     }
 
     async fn refresh(&self) -> anyhow::Result<()> {
@@ -281,25 +254,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header =
-            parts
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .ok_or(ApiError::Unauthorized(
-                    "the Authorization header is missing",
-                ))?;
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("the Authorization header is missing"))?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "expected `Authorization: Bearer <token>`",
-            ))?;
+            .ok_or(ApiError::Unauthorized("expected `Authorization: Bearer <token>`"))?;
         Arc::<TokenVerifier>::from_ref(state).verify(token).await
     }
 }

@@ -21,22 +21,33 @@ pub struct AuthConfig {
 }
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct DatabaseConfig {
     /// Connection string of the runtime role (`customer_app`), never the owner.
-    pub database_url: String,
-    pub database_pool_size: usize,
+    pub url: String,
+    pub pool_size: usize,
+}
+
+/// Settings of an HTTP function.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
     pub auth: AuthConfig,
 }
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self { database: DatabaseConfig::from_env()?, auth: AuthConfig::from_env()? })
+    }
+}
+
+impl DatabaseConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            database_url: required("DATABASE_URL")?,
-            database_pool_size: optional("DATABASE_POOL_SIZE")
+            url: required("DATABASE_URL")?,
+            pool_size: optional("DATABASE_POOL_SIZE")
                 .map(|size| size.parse().context("DATABASE_POOL_SIZE must be a number"))
                 .transpose()?
                 .unwrap_or(4),
-            auth: AuthConfig::from_env()?,
         })
     }
 }
@@ -47,9 +58,7 @@ impl AuthConfig {
             (Some(_), Some(_)) => bail!("set only one of JWT_HS256_SECRET and JWT_JWKS_URL"),
             (Some(secret), None) => TokenKeys::Hs256Secret(secret),
             (None, Some(url)) => TokenKeys::JwksUrl(url),
-            (None, None) => bail!(
-                "no token verification configured: set JWT_HS256_SECRET (local) or JWT_JWKS_URL"
-            ),
+            (None, None) => bail!("no token verification configured: set JWT_HS256_SECRET (local) or JWT_JWKS_URL"),
         };
         Ok(Self {
             keys,
@@ -61,9 +70,7 @@ impl AuthConfig {
 }
 
 fn optional(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.trim().is_empty())
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 
 fn required(name: &str) -> anyhow::Result<String> {

@@ -24,9 +24,7 @@ pub struct TenantTx<'a> {
 
 impl Db {
     pub fn connect(url: &str, max_size: usize) -> anyhow::Result<Self> {
-        let pg_config = url
-            .parse()
-            .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+        let pg_config = url.parse().context("DATABASE_URL is not a valid PostgreSQL connection string")?;
         Self::from_config(pg_config, max_size)
     }
 
@@ -35,14 +33,9 @@ impl Db {
             pg_config,
             tokio_postgres::NoTls,
             // Fast is safe: tenant settings are transaction-local and end with the transaction.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
-        let pool = Pool::builder(manager)
-            .max_size(max_size)
-            .build()
-            .context("building the PostgreSQL pool")?;
+        let pool = Pool::builder(manager).max_size(max_size).build().context("building the PostgreSQL pool")?;
         Ok(Self { pool })
     }
 
@@ -68,13 +61,19 @@ impl Db {
         Ok(())
     }
 
+    /// Every organization with data here, from the registry: the one read that needs no
+    /// tenant (it holds ids only), so scheduled jobs can visit each tenant in turn.
+    pub async fn organizations(&self) -> anyhow::Result<Vec<Uuid>> {
+        let client = self.pool.get().await.context("connecting to PostgreSQL")?;
+        let rows = client
+            .query("SELECT organization_id FROM organizations ORDER BY organization_id", &[])
+            .await
+            .context("listing organizations")?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     pub async fn connection(&self) -> anyhow::Result<DbConnection> {
-        Ok(DbConnection(
-            self.pool
-                .get()
-                .await
-                .context("getting a PostgreSQL connection")?,
-        ))
+        Ok(DbConnection(self.pool.get().await.context("getting a PostgreSQL connection")?))
     }
 }
 
@@ -84,10 +83,7 @@ impl DbConnection {
     pub async fn organization_outside_transactions(&self) -> anyhow::Result<Option<String>> {
         let row = self
             .0
-            .query_one(
-                "SELECT NULLIF(current_setting('app.current_organization_id', true), '')",
-                &[],
-            )
+            .query_one("SELECT NULLIF(current_setting('app.current_organization_id', true), '')", &[])
             .await
             .context("reading the session tenant")?;
         Ok(row.get(0))
@@ -95,21 +91,11 @@ impl DbConnection {
 
     /// Begins a transaction that sees and writes only `organization_id`'s rows.
     pub async fn begin(&mut self, organization_id: Uuid) -> anyhow::Result<TenantTx<'_>> {
-        let tx = self
-            .0
-            .transaction()
+        let tx = self.0.transaction().await.context("beginning a transaction")?;
+        tx.execute("SELECT set_config('app.current_organization_id', $1, true)", &[&organization_id.to_string()])
             .await
-            .context("beginning a transaction")?;
-        tx.execute(
-            "SELECT set_config('app.current_organization_id', $1, true)",
-            &[&organization_id.to_string()],
-        )
-        .await
-        .context("setting the tenant of the transaction")?;
-        Ok(TenantTx {
-            tx,
-            organization_id,
-        })
+            .context("setting the tenant of the transaction")?;
+        Ok(TenantTx { tx, organization_id })
     }
 }
 
@@ -123,31 +109,19 @@ impl TenantTx<'_> {
     }
 
     /// Runs a cached prepared statement and returns its rows.
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, PgError> {
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, PgError> {
         let statement = self.tx.prepare_cached(sql).await?;
         self.tx.query(&statement, params).await
     }
 
     /// Runs a cached prepared statement that returns at most one row.
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, PgError> {
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, PgError> {
         let statement = self.tx.prepare_cached(sql).await?;
         self.tx.query_opt(&statement, params).await
     }
 
     /// Runs a cached prepared statement that returns exactly one row.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, PgError> {
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, PgError> {
         let statement = self.tx.prepare_cached(sql).await?;
         self.tx.query_one(&statement, params).await
     }
@@ -162,7 +136,5 @@ impl TenantTx<'_> {
 /// The name of the unique constraint a statement violated, if that is why it failed.
 pub fn unique_violation(error: &tokio_postgres::Error) -> Option<&str> {
     let db_error = error.as_db_error()?;
-    (*db_error.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-        .then(|| db_error.constraint())
-        .flatten()
+    (*db_error.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION).then(|| db_error.constraint()).flatten()
 }

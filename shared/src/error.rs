@@ -13,10 +13,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -56,10 +53,10 @@ pub enum ApiError {
     #[error("version mismatch")]
     VersionMismatch,
     #[error("conflict: {code}")]
-    Conflict {
-        code: &'static str,
-        detail: &'static str,
-    },
+    Conflict { code: &'static str, detail: &'static str },
+    /// A well-formed request the rules refuse (422), with fields that help the caller decide.
+    #[error("rejected: {code}")]
+    Rejected { code: &'static str, detail: String, extra: serde_json::Value },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -78,24 +75,15 @@ impl ApiError {
                 "Unauthorized",
                 format!("A valid bearer token is required: {why}."),
             ),
-            Self::Forbidden(scope) => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Forbidden",
-                format!("The token lacks the scope `{scope}`."),
-            ),
-            Self::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "Not Found",
-                "No such resource in this organization.".into(),
-            ),
-            Self::Malformed(detail) => (
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "Malformed Request",
-                detail.clone(),
-            ),
+            Self::Forbidden(scope) => {
+                (StatusCode::FORBIDDEN, "forbidden", "Forbidden", format!("The token lacks the scope `{scope}`."))
+            }
+            Self::NotFound => {
+                (StatusCode::NOT_FOUND, "not_found", "Not Found", "No such resource in this organization.".into())
+            }
+            Self::Malformed(detail) => {
+                (StatusCode::BAD_REQUEST, "malformed_request", "Malformed Request", detail.clone())
+            }
             Self::Validation(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
@@ -110,21 +98,16 @@ impl ApiError {
                     DuplicateField::Document => "duplicate_document",
                 },
                 "Duplicate Customer",
-                format!(
-                    "Another customer of this organization has the same {}.",
-                    field.name()
-                ),
+                format!("Another customer of this organization has the same {}.", field.name()),
             ),
             Self::VersionMismatch => (
                 StatusCode::PRECONDITION_FAILED,
                 "version_mismatch",
                 "Version Mismatch",
-                "The resource changed since it was read; fetch it again and retry with its ETag."
-                    .into(),
+                "The resource changed since it was read; fetch it again and retry with its ETag.".into(),
             ),
-            Self::Conflict { code, detail } => {
-                (StatusCode::CONFLICT, code, "Conflict", (*detail).into())
-            }
+            Self::Conflict { code, detail } => (StatusCode::CONFLICT, code, "Conflict", (*detail).into()),
+            Self::Rejected { code, detail, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Rejected", detail.clone()),
             Self::Unexpected(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -140,22 +123,14 @@ impl ApiError {
 pub fn loggable(error: &anyhow::Error) -> String {
     error
         .chain()
-        .map(|cause| {
-            match cause
-                .downcast_ref::<tokio_postgres::Error>()
-                .and_then(|e| e.as_db_error())
-            {
-                Some(db) => format!(
-                    "{} {} (constraint {})",
-                    db.code().code(),
-                    db.message(),
-                    db.constraint().unwrap_or("-")
-                ),
-                None => match cause.downcast_ref::<tokio_postgres::error::DbError>() {
-                    Some(db) => format!("{} {}", db.code().code(), db.message()),
-                    None => cause.to_string(),
-                },
+        .map(|cause| match cause.downcast_ref::<tokio_postgres::Error>().and_then(|e| e.as_db_error()) {
+            Some(db) => {
+                format!("{} {} (constraint {})", db.code().code(), db.message(), db.constraint().unwrap_or("-"))
             }
+            None => match cause.downcast_ref::<tokio_postgres::error::DbError>() {
+                Some(db) => format!("{} {}", db.code().code(), db.message()),
+                None => cause.to_string(),
+            },
         })
         .collect::<Vec<_>>()
         .join(": ")
@@ -172,6 +147,10 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// Extension members of the problem, such as `credit_available`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl IntoResponse for ApiError {
@@ -181,9 +160,10 @@ impl IntoResponse for ApiError {
             Self::Unexpected(cause) => tracing::error!(error = %loggable(cause), "request failed"),
             other => tracing::info!(code, error = %other, "request rejected"),
         }
-        let errors = match self {
-            Self::Validation(errors) => Some(errors),
-            _ => None,
+        let (errors, extra) = match self {
+            Self::Validation(errors) => (Some(errors), None),
+            Self::Rejected { extra: serde_json::Value::Object(extra), .. } => (None, Some(extra)),
+            _ => (None, None),
         };
         let problem = Problem {
             problem_type: format!("urn:customer-service:problem:{code}"),
@@ -192,17 +172,14 @@ impl IntoResponse for ApiError {
             detail,
             code,
             errors,
+            extra,
         };
         let mut response = (status, axum::Json(problem)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/problem+json"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -217,9 +194,7 @@ pub struct Validator {
 impl Validator {
     /// Keeps the value, or records the error under `field` and yields `None`.
     pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
-        parsed
-            .map_err(|message| self.errors.push(FieldError::new(field, message)))
-            .ok()
+        parsed.map_err(|message| self.errors.push(FieldError::new(field, message))).ok()
     }
 
     /// Like `check` for an optional input: absent stays absent.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod credit;
 pub mod customers;
 pub mod db;
 pub mod error;

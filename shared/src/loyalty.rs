@@ -35,43 +35,23 @@ const fn benefit(code: &'static str, description: &'static str) -> Benefit {
 /// | silver   | 1.2        | + free shipping over 50.00, 5% birthday discount                    |
 /// | gold     | 1.5        | + free shipping on every order, 10% birthday discount, early access |
 /// | platinum | 2.0        | + 15% birthday discount, priority support, free returns             |
-const BRONZE: &[Benefit] = &[
-    benefit("earn_points", "Earn points on every purchase"),
-    benefit("birthday_greeting", "A birthday greeting"),
-];
+const BRONZE: &[Benefit] =
+    &[benefit("earn_points", "Earn points on every purchase"), benefit("birthday_greeting", "A birthday greeting")];
 const SILVER: &[Benefit] = &[
-    benefit(
-        "earn_points",
-        "Earn points on every purchase, 1.2 per dollar",
-    ),
-    benefit(
-        "free_shipping_over_50",
-        "Free shipping on orders over 50.00",
-    ),
-    benefit(
-        "birthday_discount_5",
-        "5% discount during the birthday month",
-    ),
+    benefit("earn_points", "Earn points on every purchase, 1.2 per dollar"),
+    benefit("free_shipping_over_50", "Free shipping on orders over 50.00"),
+    benefit("birthday_discount_5", "5% discount during the birthday month"),
 ];
 const GOLD: &[Benefit] = &[
-    benefit(
-        "earn_points",
-        "Earn points on every purchase, 1.5 per dollar",
-    ),
+    benefit("earn_points", "Earn points on every purchase, 1.5 per dollar"),
     benefit("free_shipping", "Free shipping on every order"),
-    benefit(
-        "birthday_discount_10",
-        "10% discount during the birthday month",
-    ),
+    benefit("birthday_discount_10", "10% discount during the birthday month"),
     benefit("early_access_sales", "Early access to sales"),
 ];
 const PLATINUM: &[Benefit] = &[
     benefit("earn_points", "Earn points on every purchase, 2 per dollar"),
     benefit("free_shipping", "Free shipping on every order"),
-    benefit(
-        "birthday_discount_15",
-        "15% discount during the birthday month",
-    ),
+    benefit("birthday_discount_15", "15% discount during the birthday month"),
     benefit("early_access_sales", "Early access to sales"),
     benefit("priority_support", "Priority customer support"),
     benefit("free_returns", "Free returns"),
@@ -122,13 +102,7 @@ mod tests {
 
     #[test]
     fn every_tier_has_benefits_and_higher_tiers_have_more() {
-        let counts: Vec<usize> = LoyaltyTier::ALL
-            .iter()
-            .map(|t| t.benefits().len())
-            .collect();
-        assert!(
-            counts.windows(2).all(|pair| pair[0] <= pair[1]),
-            "{counts:?}"
-        );
+        let counts: Vec<usize> = LoyaltyTier::ALL.iter().map(|t| t.benefits().len()).collect();
+        assert!(counts.windows(2).all(|pair| pair[0] <= pair[1]), "{counts:?}");
     }
 }

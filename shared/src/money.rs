@@ -18,16 +18,27 @@ impl Money {
 
     /// A positive amount with at most two decimals that fits the column.
     pub fn parse_positive(text: &str) -> Result<Self, String> {
+        Self::parse(text).and_then(Self::positive)
+    }
+
+    /// Like `parse_positive`, but zero is allowed (a credit limit of nothing).
+    pub fn parse_non_negative(text: &str) -> Result<Self, String> {
+        match Self::parse(text)? {
+            zero if zero.is_zero() && !zero.is_sign_negative() => Ok(Self::ZERO),
+            amount => Self::positive(amount),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Decimal, String> {
         let text = text.trim();
         let digits = text.strip_prefix('-').unwrap_or(text);
         let plain = !digits.is_empty()
             && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
             && digits.matches('.').count() <= 1;
-        let amount = Decimal::from_str(text)
+        Decimal::from_str(text)
             .ok()
             .filter(|_| plain)
-            .ok_or_else(|| "must be a decimal amount such as \"150.00\"".to_string())?;
-        Self::positive(amount)
+            .ok_or_else(|| "must be a decimal amount such as \"150.00\"".to_string())
     }
 
     pub fn positive(amount: Decimal) -> Result<Self, String> {
@@ -43,8 +54,17 @@ impl Money {
         Ok(Self(amount))
     }
 
+    /// An amount computed from stored amounts (a difference, a sum): already within bounds.
+    pub fn from_decimal(amount: Decimal) -> Self {
+        Self(amount)
+    }
+
     pub fn amount(self) -> Decimal {
         self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
     }
 }
 
@@ -60,23 +80,43 @@ impl Serialize for Money {
     }
 }
 
-/// Accepts the contract's string form and, for callers that send them, plain JSON numbers.
+/// The contract's string form or, for callers that send them, JSON integers.
+fn deserialize_with<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    parse: fn(&str) -> Result<Money, String>,
+) -> Result<Money, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Integer(i64),
+    }
+    let text = match Raw::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom("must be a decimal amount such as \"150.00\""))?
+    {
+        Raw::Text(text) => text,
+        Raw::Integer(units) => units.to_string(),
+    };
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// A positive amount.
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Integer(i64),
-        }
-        let parsed = match Raw::deserialize(deserializer)
-            .map_err(|_| serde::de::Error::custom("must be a decimal amount such as \"150.00\""))?
-        {
-            Raw::Text(text) => Money::parse_positive(&text),
-            Raw::Integer(units) => Money::positive(Decimal::from(units)),
-        };
-        parsed.map_err(serde::de::Error::custom)
+        deserialize_with(deserializer, Money::parse_positive)
     }
+}
+
+/// For `#[serde(deserialize_with = ..)]` on amounts that may be zero.
+pub fn non_negative<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+    deserialize_with(deserializer, Money::parse_non_negative)
+}
+
+/// `non_negative` for an optional field.
+pub fn optional_non_negative<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Money>, D::Error> {
+    #[derive(Deserialize)]
+    struct NonNegative(#[serde(deserialize_with = "non_negative")] Money);
+    Option::<NonNegative>::deserialize(deserializer).map(|amount| amount.map(|NonNegative(money)| money))
 }
 
 impl<'a> tokio_postgres::types::FromSql<'a> for Money {
@@ -128,10 +168,7 @@ mod tests {
     fn money_accepts_two_decimals_and_writes_two() {
         assert_eq!(Money::parse_positive("150").unwrap().to_string(), "150.00");
         assert_eq!(Money::parse_positive("0.5").unwrap().to_string(), "0.50");
-        assert_eq!(
-            Money::parse_positive("9999999999.99").unwrap().to_string(),
-            "9999999999.99"
-        );
+        assert_eq!(Money::parse_positive("9999999999.99").unwrap().to_string(), "9999999999.99");
     }
 
     #[test]

@@ -57,14 +57,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Migrate {
-            admin_database_url,
-            database,
-            app_password,
-        } => {
-            let mut admin: tokio_postgres::Config = admin_database_url
-                .parse()
-                .context("ADMIN_DATABASE_URL is not a valid connection string")?;
+        Command::Migrate { admin_database_url, database, app_password } => {
+            let mut admin: tokio_postgres::Config =
+                admin_database_url.parse().context("ADMIN_DATABASE_URL is not a valid connection string")?;
             if let Some(database) = database {
                 create_database_if_missing(&admin, &database).await?;
                 admin.dbname(&database);
@@ -82,12 +77,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::SeedDemo { database_url } => seed_demo(&database_url).await?,
-        Command::Token {
-            secret,
-            organization,
-            subject,
-            hours,
-        } => {
+        Command::Token { secret, organization, subject, hours } => {
             let scopes: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
             let token = shared::auth::issue_hs256_token(
                 &secret,
@@ -111,39 +101,23 @@ async fn admin_client(config: &tokio_postgres::Config) -> anyhow::Result<tokio_p
     Ok(client)
 }
 
-async fn create_database_if_missing(
-    admin: &tokio_postgres::Config,
-    database: &str,
-) -> anyhow::Result<()> {
+async fn create_database_if_missing(admin: &tokio_postgres::Config, database: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
-        database
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
         "database names are letters, digits and underscores"
     );
     let client = admin_client(admin).await?;
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-        .await?
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database]).await?.is_some();
     if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE {database}"))
-            .await?;
+        client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
         println!("database {database}: created");
     }
     Ok(())
 }
 
-async fn set_runtime_password(
-    admin: &tokio_postgres::Config,
-    password: &str,
-) -> anyhow::Result<()> {
+async fn set_runtime_password(admin: &tokio_postgres::Config, password: &str) -> anyhow::Result<()> {
     let client = admin_client(admin).await?;
-    let literal: String = client
-        .query_one("SELECT quote_literal($1)", &[&password])
-        .await?
-        .get(0);
+    let literal: String = client.query_one("SELECT quote_literal($1)", &[&password]).await?.get(0);
     client
         .batch_execute(&format!("ALTER ROLE customer_app PASSWORD {literal}"))
         .await

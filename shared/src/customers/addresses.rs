@@ -105,12 +105,7 @@ pub struct AddressFields {
     pub is_default: Option<bool>,
 }
 
-fn text(
-    v: &mut Validator,
-    field: &str,
-    value: Option<String>,
-    max: usize,
-) -> Option<Option<String>> {
+fn text(v: &mut Validator, field: &str, value: Option<String>, max: usize) -> Option<Option<String>> {
     v.check_opt(field, value, |t| fields::bounded_text(&t, max))
 }
 
@@ -118,18 +113,13 @@ impl CreateAddressRequest {
     pub fn validate(self) -> Result<AddressFields, ApiError> {
         let mut v = Validator::default();
         let recipient_name = text(&mut v, "recipient_name", self.recipient_name, 255);
-        let address_line1 = v.check(
-            "address_line1",
-            fields::bounded_text(&self.address_line1, 255),
-        );
+        let address_line1 = v.check("address_line1", fields::bounded_text(&self.address_line1, 255));
         let address_line2 = text(&mut v, "address_line2", self.address_line2, 255);
         let city = v.check("city", fields::bounded_text(&self.city, 100));
         let state = text(&mut v, "state", self.state, 100);
         let postal_code = text(&mut v, "postal_code", self.postal_code, 20);
         let country = v.check_opt("country", self.country, |c| fields::country(&c));
-        let phone = v.check_opt("phone", self.phone, |p| {
-            Phone::parse(&p).map(Phone::into_inner)
-        });
+        let phone = v.check_opt("phone", self.phone, |p| Phone::parse(&p).map(Phone::into_inner));
         let (
             Some(recipient_name),
             Some(address_line1),
@@ -139,16 +129,7 @@ impl CreateAddressRequest {
             Some(postal_code),
             Some(country),
             Some(phone),
-        ) = (
-            recipient_name,
-            address_line1,
-            address_line2,
-            city,
-            state,
-            postal_code,
-            country,
-            phone,
-        )
+        ) = (recipient_name, address_line1, address_line2, city, state, postal_code, country, phone)
         else {
             return Err(v.into_error());
         };
@@ -204,47 +185,22 @@ impl PatchAddressRequest {
     /// The address as it will be after this patch.
     pub fn apply_to(self, current: &Address) -> Result<AddressFields, ApiError> {
         let mut v = Validator::default();
-        let address_line1 = patched_required(
-            &mut v,
-            "address_line1",
-            self.address_line1,
-            255,
-            &current.address_line1,
-        );
+        let address_line1 = patched_required(&mut v, "address_line1", self.address_line1, 255, &current.address_line1);
         let city = patched_required(&mut v, "city", self.city, 100, &current.city);
         let country = match self.country {
             None => Some(current.country.clone()),
             Some(None) => Some("PA".to_string()),
             Some(Some(code)) => v.check("country", fields::country(&code)),
         };
-        let recipient_name = patched_optional(
-            &mut v,
-            "recipient_name",
-            self.recipient_name,
-            255,
-            &current.recipient_name,
-        );
-        let address_line2 = patched_optional(
-            &mut v,
-            "address_line2",
-            self.address_line2,
-            255,
-            &current.address_line2,
-        );
+        let recipient_name =
+            patched_optional(&mut v, "recipient_name", self.recipient_name, 255, &current.recipient_name);
+        let address_line2 = patched_optional(&mut v, "address_line2", self.address_line2, 255, &current.address_line2);
         let state = patched_optional(&mut v, "state", self.state, 100, &current.state);
-        let postal_code = patched_optional(
-            &mut v,
-            "postal_code",
-            self.postal_code,
-            20,
-            &current.postal_code,
-        );
+        let postal_code = patched_optional(&mut v, "postal_code", self.postal_code, 20, &current.postal_code);
         let phone = match self.phone {
             None => Some(current.phone.clone()),
             Some(None) => Some(None),
-            Some(Some(phone)) => v
-                .check("phone", Phone::parse(&phone).map(Phone::into_inner))
-                .map(Some),
+            Some(Some(phone)) => v.check("phone", Phone::parse(&phone).map(Phone::into_inner)).map(Some),
         };
         let address_type = match self.address_type {
             Some(None) => {
@@ -327,26 +283,14 @@ fn from_row(row: &Row) -> Address {
 
 pub async fn list(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Vec<Address>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM addresses WHERE customer_id = $1 ORDER BY address_id");
-    let rows = tx
-        .query(&sql, &[&customer_id])
-        .await
-        .context("listing addresses")?;
+    let rows = tx.query(&sql, &[&customer_id]).await.context("listing addresses")?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// Reads and locks one address of one customer; 404 when it is not that customer's.
-pub async fn lock(
-    tx: &TenantTx<'_>,
-    customer_id: Uuid,
-    address_id: Uuid,
-) -> Result<Address, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM addresses WHERE customer_id = $1 AND address_id = $2 FOR UPDATE"
-    );
-    let row = tx
-        .query_opt(&sql, &[&customer_id, &address_id])
-        .await
-        .context("reading an address")?;
+pub async fn lock(tx: &TenantTx<'_>, customer_id: Uuid, address_id: Uuid) -> Result<Address, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM addresses WHERE customer_id = $1 AND address_id = $2 FOR UPDATE");
+    let row = tx.query_opt(&sql, &[&customer_id, &address_id]).await.context("reading an address")?;
     row.as_ref().map(from_row).ok_or(ApiError::NotFound)
 }
 
@@ -370,19 +314,12 @@ async fn clear_defaults(
 }
 
 /// Adds an address. The caller holds the customer's row lock, which serializes default changes.
-pub async fn insert(
-    tx: &TenantTx<'_>,
-    customer_id: Uuid,
-    fields: AddressFields,
-) -> Result<Address, ApiError> {
+pub async fn insert(tx: &TenantTx<'_>, customer_id: Uuid, fields: AddressFields) -> Result<Address, ApiError> {
     let address_id = Uuid::now_v7();
     let is_default = match fields.is_default {
         Some(is_default) => is_default,
         None => tx
-            .query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM addresses WHERE customer_id = $1)",
-                &[&customer_id],
-            )
+            .query_one("SELECT NOT EXISTS (SELECT 1 FROM addresses WHERE customer_id = $1)", &[&customer_id])
             .await
             .context("checking for existing addresses")?
             .get(0),
@@ -420,20 +357,10 @@ pub async fn insert(
 }
 
 /// Rewrites an address. The caller holds the customer's row lock.
-pub async fn update(
-    tx: &TenantTx<'_>,
-    address: &Address,
-    fields: AddressFields,
-) -> Result<Address, ApiError> {
+pub async fn update(tx: &TenantTx<'_>, address: &Address, fields: AddressFields) -> Result<Address, ApiError> {
     let is_default = fields.is_default.unwrap_or(address.is_default);
     if is_default {
-        clear_defaults(
-            tx,
-            address.customer_id,
-            address.address_id,
-            fields.address_type,
-        )
-        .await?;
+        clear_defaults(tx, address.customer_id, address.address_id, fields.address_type).await?;
     }
     let sql = format!(
         "UPDATE addresses SET address_type = $2, recipient_name = $3, address_line1 = $4, \
@@ -464,11 +391,6 @@ pub async fn update(
 }
 
 pub async fn delete(tx: &TenantTx<'_>, address_id: Uuid) -> Result<(), ApiError> {
-    tx.execute(
-        "DELETE FROM addresses WHERE address_id = $1",
-        &[&address_id],
-    )
-    .await
-    .context("deleting an address")?;
+    tx.execute("DELETE FROM addresses WHERE address_id = $1", &[&address_id]).await.context("deleting an address")?;
     Ok(())
 }

@@ -63,14 +63,11 @@ impl Phone {
         if text.len() > 30 {
             return Err(INVALID.into());
         }
-        let number = phonenumber::parse(Some(DEFAULT_PHONE_REGION), text)
-            .map_err(|_| INVALID.to_string())?;
+        let number = phonenumber::parse(Some(DEFAULT_PHONE_REGION), text).map_err(|_| INVALID.to_string())?;
         if !phonenumber::is_valid(&number) {
             return Err(INVALID.into());
         }
-        Ok(Self(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()))
     }
 
     pub fn into_inner(self) -> String {
@@ -84,18 +81,11 @@ pub struct DocumentNumber(String);
 
 impl DocumentNumber {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let normalized: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .flat_map(char::to_uppercase)
-            .collect();
+        let normalized: String = text.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect();
         if normalized.is_empty() || normalized.chars().count() > 50 {
             return Err("must be 1 to 50 characters".into());
         }
-        if !normalized
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '/')
-        {
+        if !normalized.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '/') {
             return Err("may contain only letters, digits, '-' and '/'".into());
         }
         Ok(Self(normalized))
@@ -110,9 +100,7 @@ impl DocumentNumber {
 pub fn language(text: &str) -> Result<String, String> {
     let text = text.trim();
     let valid = (2..=10).contains(&text.len())
-        && text
-            .split('-')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+        && text.split('-').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
     if valid {
         Ok(text.to_string())
     } else {
@@ -171,27 +159,14 @@ mod tests {
 
     #[test]
     fn panama_phones_in_any_format_normalize_to_the_same_e164() {
-        for written in [
-            "6123-4567",
-            "+507 6123 4567",
-            "61234567",
-            "(507) 6123-4567",
-            "+50761234567",
-        ] {
-            assert_eq!(
-                Phone::parse(written).unwrap().into_inner(),
-                "+50761234567",
-                "{written}"
-            );
+        for written in ["6123-4567", "+507 6123 4567", "61234567", "(507) 6123-4567", "+50761234567"] {
+            assert_eq!(Phone::parse(written).unwrap().into_inner(), "+50761234567", "{written}");
         }
     }
 
     #[test]
     fn phones_of_other_countries_keep_their_code() {
-        assert_eq!(
-            Phone::parse("+1 415 555 2671").unwrap().into_inner(),
-            "+14155552671"
-        );
+        assert_eq!(Phone::parse("+1 415 555 2671").unwrap().into_inner(), "+14155552671");
     }
 
     #[test]
@@ -203,10 +178,7 @@ mod tests {
 
     #[test]
     fn document_numbers_are_upper_case_without_spaces() {
-        assert_eq!(
-            DocumentNumber::parse(" pe-12 -345 ").unwrap().into_inner(),
-            "PE-12-345"
-        );
+        assert_eq!(DocumentNumber::parse(" pe-12 -345 ").unwrap().into_inner(), "PE-12-345");
         assert!(DocumentNumber::parse("8-123-456; DROP").is_err());
     }
 

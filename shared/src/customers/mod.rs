@@ -26,15 +26,7 @@ pub async fn create(db: &Db, caller: &Caller, new: NewCustomer) -> Result<Custom
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let customer = store::insert(&tx, new).await?;
-    store::record_status_change(
-        &tx,
-        customer.customer_id,
-        None,
-        customer.status,
-        None,
-        &caller.subject,
-    )
-    .await?;
+    store::record_status_change(&tx, customer.customer_id, None, customer.status, None, &caller.subject).await?;
     events::record(
         &tx,
         types::CUSTOMER_CREATED,
@@ -54,9 +46,7 @@ pub async fn create(db: &Db, caller: &Caller, new: NewCustomer) -> Result<Custom
 pub async fn get(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Customer, ApiError> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let customer = store::find(&tx, customer_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let customer = store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(customer)
 }
@@ -69,15 +59,13 @@ pub async fn list(
 ) -> Result<ListResponse<Customer>, ApiError> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let rows = store::list(&tx, &filter, page.after.map(|c| c.0), page.fetch_limit()).await?;
+    let rows = store::list(&tx, &filter, page.after_id()?, page.fetch_limit()).await?;
     tx.commit().await?;
     Ok(page.page(rows, |customer| customer.customer_id))
 }
 
-const ERASED: ApiError = ApiError::Conflict {
-    code: "customer_erased",
-    detail: "The customer's personal data was erased.",
-};
+const ERASED: ApiError =
+    ApiError::Conflict { code: "customer_erased", detail: "The customer's personal data was erased." };
 
 /// Applies a partial update; `expected_version` (from `If-Match`) must be current.
 pub async fn update(
@@ -110,15 +98,7 @@ pub async fn update(
     )
     .await?;
     if let Some((from, to)) = changes.status {
-        store::record_status_change(
-            &tx,
-            customer_id,
-            Some(from),
-            to,
-            reason.as_deref(),
-            &caller.subject,
-        )
-        .await?;
+        store::record_status_change(&tx, customer_id, Some(from), to, reason.as_deref(), &caller.subject).await?;
         events::record(
             &tx,
             types::CUSTOMER_STATUS_CHANGED,
@@ -149,22 +129,12 @@ pub async fn erase(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<(), Ap
         &caller.subject,
     )
     .await?;
-    events::record(
-        &tx,
-        types::CUSTOMER_ERASED,
-        customer_id,
-        json!({ "customer_id": customer_id }),
-    )
-    .await?;
+    events::record(&tx, types::CUSTOMER_ERASED, customer_id, json!({ "customer_id": customer_id })).await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub async fn customer_360(
-    db: &Db,
-    caller: &Caller,
-    customer_id: Uuid,
-) -> Result<Customer360, ApiError> {
+pub async fn customer_360(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Customer360, ApiError> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let view = views::customer_360(&tx, customer_id).await?;
@@ -172,16 +142,10 @@ pub async fn customer_360(
     Ok(view)
 }
 
-pub async fn export(
-    db: &Db,
-    caller: &Caller,
-    customer_id: Uuid,
-) -> Result<CustomerExport, ApiError> {
+pub async fn export(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<CustomerExport, ApiError> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let customer = store::find(&tx, customer_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let customer = store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let export = views::export(&tx, customer).await?;
     tx.commit().await?;
     Ok(export)
@@ -197,16 +161,10 @@ pub async fn loyalty(
     Ok(LoyaltyCard::of(&customer, amount))
 }
 
-pub async fn list_addresses(
-    db: &Db,
-    caller: &Caller,
-    customer_id: Uuid,
-) -> Result<Vec<Address>, ApiError> {
+pub async fn list_addresses(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Vec<Address>, ApiError> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    store::find(&tx, customer_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let addresses = addresses::list(&tx, customer_id).await?;
     tx.commit().await?;
     Ok(addresses)
@@ -250,12 +208,7 @@ pub async fn update_address(
     Ok(address)
 }
 
-pub async fn delete_address(
-    db: &Db,
-    caller: &Caller,
-    customer_id: Uuid,
-    address_id: Uuid,
-) -> Result<(), ApiError> {
+pub async fn delete_address(db: &Db, caller: &Caller, customer_id: Uuid, address_id: Uuid) -> Result<(), ApiError> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     store::lock(&tx, customer_id).await?;

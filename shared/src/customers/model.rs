@@ -111,9 +111,7 @@ impl CreateCustomerRequest {
         let document = document(&mut v, Some(self.document_type), Some(self.document_number));
         let birth_date = v.check_opt("birth_date", self.birth_date, fields::birth_date);
         let gender = v.check_opt("gender", self.gender, |g| fields::bounded_text(&g, 20));
-        let language = v.check_opt("preferred_language", self.preferred_language, |l| {
-            fields::language(&l)
-        });
+        let language = v.check_opt("preferred_language", self.preferred_language, |l| fields::language(&l));
         let tags = v.check_opt("tags", self.tags, fields::tags);
         let metadata = v.check_opt("metadata", self.metadata, fields::metadata);
         let notes = v.check_opt("notes", self.notes, |n| fields::bounded_text(&n, 2000));
@@ -129,10 +127,7 @@ impl CreateCustomerRequest {
             Some(tags),
             Some(metadata),
             Some(notes),
-        ) = (
-            first_name, last_name, email, phone, document, birth_date, gender, language, tags,
-            metadata, notes,
-        )
+        ) = (first_name, last_name, email, phone, document, birth_date, gender, language, tags, metadata, notes)
         else {
             return Err(v.into_error());
         };
@@ -253,17 +248,9 @@ fn document(
         (Some(None), Some(None)) | (Some(None), None) | (None, Some(None)) => Some(None),
         (Some(Some(document_type)), Some(Some(number))) => v
             .check("document_number", DocumentNumber::parse(&number))
-            .map(|number| {
-                Some(Document {
-                    document_type,
-                    number,
-                })
-            }),
+            .map(|number| Some(Document { document_type, number })),
         _ => {
-            v.reject(
-                "document_number",
-                "document_type and document_number must be given together",
-            );
+            v.reject("document_number", "document_type and document_number must be given together");
             None
         }
     }
@@ -281,8 +268,7 @@ impl PatchCustomerRequest {
             .and_then(|name| v.check("last_name", PersonName::parse(&name)));
         let preferred_language = required(&mut v, "preferred_language", self.preferred_language)
             .and_then(|language| v.check("preferred_language", fields::language(&language)));
-        let tags = required(&mut v, "tags", self.tags)
-            .and_then(|tags| v.check("tags", fields::tags(tags)));
+        let tags = required(&mut v, "tags", self.tags).and_then(|tags| v.check("tags", fields::tags(tags)));
         let patch = CustomerPatch {
             customer_type,
             first_name,
@@ -291,21 +277,15 @@ impl PatchCustomerRequest {
             phone: optional(&mut v, "phone", self.phone, |p| Phone::parse(&p)),
             document: document(&mut v, self.document_type, self.document_number),
             birth_date: optional(&mut v, "birth_date", self.birth_date, fields::birth_date),
-            gender: optional(&mut v, "gender", self.gender, |g| {
-                fields::bounded_text(&g, 20)
-            }),
+            gender: optional(&mut v, "gender", self.gender, |g| fields::bounded_text(&g, 20)),
             status,
-            status_reason: optional(&mut v, "status_reason", self.status_reason, |r| {
-                fields::bounded_text(&r, 500)
-            })
-            .flatten(),
+            status_reason: optional(&mut v, "status_reason", self.status_reason, |r| fields::bounded_text(&r, 500))
+                .flatten(),
             preferred_language,
             marketing_consent,
             tags,
             metadata: optional(&mut v, "metadata", self.metadata, fields::metadata),
-            notes: optional(&mut v, "notes", self.notes, |n| {
-                fields::bounded_text(&n, 2000)
-            }),
+            notes: optional(&mut v, "notes", self.notes, |n| fields::bounded_text(&n, 2000)),
         };
         v.finish()?;
         Ok(patch)
@@ -352,10 +332,7 @@ impl Customer {
         }
         if let Some(value) = patch.document {
             let (document_type, number) = match value {
-                Some(document) => (
-                    Some(document.document_type),
-                    Some(document.number.into_inner()),
-                ),
+                Some(document) => (Some(document.document_type), Some(document.number.into_inner())),
                 None => (None, None),
             };
             assign!("document_type", self.document_type, document_type);

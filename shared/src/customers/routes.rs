@@ -11,17 +11,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::addresses::{Address, CreateAddressRequest, PatchAddressRequest};
-use super::model::{
-    CreateCustomerRequest, Customer, CustomerStatus, CustomerType, PatchCustomerRequest,
-};
+use super::model::{CreateCustomerRequest, Customer, CustomerStatus, CustomerType, PatchCustomerRequest};
 use super::store::ListFilter;
 use super::views::{Customer360, CustomerExport, LoyaltyCard};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::http::openapi::BearerAuth;
-use crate::http::{
-    etag, finish_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query,
-};
+use crate::http::{etag, finish_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
 use crate::loyalty::LoyaltyTier;
 use crate::money::Money;
 
@@ -85,11 +81,8 @@ async fn list_customers(
 ) -> Result<Json<ListResponse<Customer>>, ApiError> {
     caller.require(Scope::CustomersRead)?;
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-    let filter = ListFilter {
-        status: query.status,
-        customer_type: query.customer_type,
-        loyalty_tier: query.loyalty_tier,
-    };
+    let filter =
+        ListFilter { status: query.status, customer_type: query.customer_type, loyalty_tier: query.loyalty_tier };
     Ok(Json(super::list(&state.db, &caller, filter, page).await?))
 }
 
@@ -100,21 +93,14 @@ async fn list_customers(
         (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
 #[tracing::instrument(name = "create_customer", skip_all, fields(organization_id = %caller.organization_id))]
-async fn create_customer(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: JsonBody,
-) -> Result<Response, ApiError> {
+async fn create_customer(State(state): State<AppState>, caller: Caller, body: JsonBody) -> Result<Response, ApiError> {
     caller.require(Scope::CustomersWrite)?;
     let new = body.parse::<CreateCustomerRequest>()?.validate()?;
     let customer = super::create(&state.db, &caller, new).await?;
     let mut response = tagged(StatusCode::CREATED, customer.version, &customer);
-    response.headers_mut().insert(
-        header::LOCATION,
-        location(customer.customer_id)
-            .parse()
-            .expect("a path is a valid header"),
-    );
+    response
+        .headers_mut()
+        .insert(header::LOCATION, location(customer.customer_id).parse().expect("a path is a valid header"));
     Ok(response)
 }
 
@@ -239,10 +225,7 @@ async fn list_addresses(
 ) -> Result<Json<ListResponse<Address>>, ApiError> {
     caller.require(Scope::CustomersRead)?;
     let items = super::list_addresses(&state.db, &caller, id).await?;
-    Ok(Json(ListResponse {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(ListResponse { items, next_cursor: None }))
 }
 
 /// Add an address. Marking it default unsets the previous default of that kind.
@@ -263,9 +246,7 @@ async fn add_address(
     let mut response = tagged(StatusCode::CREATED, address.version, &address);
     response.headers_mut().insert(
         header::LOCATION,
-        format!("{}/addresses/{}", location(id), address.address_id)
-            .parse()
-            .expect("a path is a valid header"),
+        format!("{}/addresses/{}", location(id), address.address_id).parse().expect("a path is a valid header"),
     );
     Ok(response)
 }
@@ -288,8 +269,7 @@ async fn patch_address(
     caller.require(Scope::CustomersWrite)?;
     let expected_version = if_match(&headers)?;
     let patch = body.parse::<PatchAddressRequest>()?;
-    let address =
-        super::update_address(&state.db, &caller, id, address_id, expected_version, patch).await?;
+    let address = super::update_address(&state.db, &caller, id, address_id, expected_version, patch).await?;
     Ok(tagged(StatusCode::OK, address.version, address))
 }
 

@@ -54,6 +54,12 @@ fn duplicate_or(error: tokio_postgres::Error, doing: &'static str) -> ApiError {
 }
 
 pub async fn insert(tx: &TenantTx<'_>, new: NewCustomer) -> Result<Customer, ApiError> {
+    tx.execute(
+        "INSERT INTO organizations (organization_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&tx.organization_id()],
+    )
+    .await
+    .context("registering the organization")?;
     let sql = format!(
         "INSERT INTO customers (customer_id, organization_id, customer_type, first_name, last_name, \
              email, phone, document_type, document_number, birth_date, gender, status, \
@@ -62,10 +68,7 @@ pub async fn insert(tx: &TenantTx<'_>, new: NewCustomer) -> Result<Customer, Api
          RETURNING {COLUMNS}"
     );
     let (document_type, document_number) = match new.document {
-        Some(document) => (
-            Some(document.document_type),
-            Some(document.number.into_inner()),
-        ),
+        Some(document) => (Some(document.document_type), Some(document.number.into_inner())),
         None => (None, None),
     };
     let row = tx
@@ -98,20 +101,14 @@ pub async fn insert(tx: &TenantTx<'_>, new: NewCustomer) -> Result<Customer, Api
 
 pub async fn find(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Option<Customer>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1");
-    let row = tx
-        .query_opt(&sql, &[&customer_id])
-        .await
-        .context("reading a customer")?;
+    let row = tx.query_opt(&sql, &[&customer_id]).await.context("reading a customer")?;
     Ok(row.as_ref().map(from_row))
 }
 
 /// Reads and locks a customer for the rest of the transaction; 404 when not in this tenant.
 pub async fn lock(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1 FOR UPDATE");
-    let row = tx
-        .query_opt(&sql, &[&customer_id])
-        .await
-        .context("locking a customer")?;
+    let row = tx.query_opt(&sql, &[&customer_id]).await.context("locking a customer")?;
     row.as_ref().map(from_row).ok_or(ApiError::NotFound)
 }
 
@@ -143,14 +140,7 @@ pub async fn list(
     let rows = tx
         .query(
             &sql,
-            &[
-                &tx.organization_id(),
-                &after,
-                &filter.status,
-                &filter.customer_type,
-                &filter.loyalty_tier,
-                &limit,
-            ],
+            &[&tx.organization_id(), &after, &filter.status, &filter.customer_type, &filter.loyalty_tier, &limit],
         )
         .await
         .context("listing customers")?;
@@ -216,12 +206,7 @@ pub async fn record_status_change(
 
 /// Removes every personal field and address; ids, status history and financial rows stay.
 pub async fn erase(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer, ApiError> {
-    tx.execute(
-        "DELETE FROM addresses WHERE customer_id = $1",
-        &[&customer_id],
-    )
-    .await
-    .context("erasing addresses")?;
+    tx.execute("DELETE FROM addresses WHERE customer_id = $1", &[&customer_id]).await.context("erasing addresses")?;
     let sql = format!(
         "UPDATE customers SET first_name = NULL, last_name = NULL, email = NULL, phone = NULL, \
              document_type = NULL, document_number = NULL, birth_date = NULL, gender = NULL, \
@@ -230,9 +215,6 @@ pub async fn erase(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer, Api
          WHERE customer_id = $1 \
          RETURNING {COLUMNS}"
     );
-    let row = tx
-        .query_one(&sql, &[&customer_id])
-        .await
-        .context("erasing a customer")?;
+    let row = tx.query_one(&sql, &[&customer_id]).await.context("erasing a customer")?;
     Ok(from_row(&row))
 }

@@ -45,10 +45,7 @@ pub struct Customer360 {
 
 pub async fn customer_360(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer360, ApiError> {
     let row = tx
-        .query_opt(
-            "SELECT * FROM v_customer_360 WHERE customer_id = $1",
-            &[&customer_id],
-        )
+        .query_opt("SELECT * FROM v_customer_360 WHERE customer_id = $1", &[&customer_id])
         .await
         .context("reading the 360 view")?
         .ok_or(ApiError::NotFound)?;
@@ -56,9 +53,7 @@ pub async fn customer_360(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Custom
     let default_for = |kind: AddressType| {
         addresses
             .iter()
-            .find(|a| {
-                a.is_default && (a.address_type == kind || a.address_type == AddressType::Both)
-            })
+            .find(|a| a.is_default && (a.address_type == kind || a.address_type == AddressType::Both))
             .cloned()
     };
     Ok(Customer360 {
@@ -149,10 +144,8 @@ SELECT
 
 pub async fn export(tx: &TenantTx<'_>, customer: Customer) -> Result<CustomerExport, ApiError> {
     let addresses = addresses::list(tx, customer.customer_id).await?;
-    let row = tx
-        .query_one(EXPORT_SQL, &[&customer.customer_id])
-        .await
-        .context("reading the customer's related rows")?;
+    let row =
+        tx.query_one(EXPORT_SQL, &[&customer.customer_id]).await.context("reading the customer's related rows")?;
     let json = |column: &str| row.get::<_, Option<Value>>(column).unwrap_or(Value::Null);
     Ok(CustomerExport {
         exported_at: Utc::now(),

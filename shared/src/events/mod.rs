@@ -2,7 +2,7 @@
 
 mod outbox;
 
-pub use outbox::{record, Envelope};
+pub use outbox::{record, record_many, Envelope};
 
 /// `source` of every event this service emits.
 pub const SOURCE: &str = "customer-service";
@@ -13,4 +13,14 @@ pub mod types {
     pub const CUSTOMER_UPDATED: &str = "customers.customer.updated";
     pub const CUSTOMER_STATUS_CHANGED: &str = "customers.customer.status_changed";
     pub const CUSTOMER_ERASED: &str = "customers.customer.erased";
+    pub const CREDIT_OPENED: &str = "customers.credit.opened";
+    pub const CREDIT_APPROVED: &str = "customers.credit.approved";
+    pub const CREDIT_LIMIT_CHANGED: &str = "customers.credit.limit_changed";
+    pub const CREDIT_SUSPENDED: &str = "customers.credit.suspended";
+    pub const CREDIT_REACTIVATED: &str = "customers.credit.reactivated";
+    pub const CREDIT_CANCELLED: &str = "customers.credit.cancelled";
+    pub const CREDIT_USED: &str = "customers.credit.used";
+    pub const CREDIT_RELEASED: &str = "customers.credit.released";
+    pub const CREDIT_PAYMENT_RECORDED: &str = "customers.credit.payment_recorded";
+    pub const CREDIT_OVERDUE: &str = "customers.credit.overdue";
 }

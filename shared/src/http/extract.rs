@@ -15,8 +15,8 @@ pub struct JsonBody(Bytes);
 impl JsonBody {
     /// Malformed JSON is a 400; a JSON value of the wrong shape is a 422 naming the field.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let json: serde_json::Value = serde_json::from_slice(&self.0)
-            .map_err(|_| ApiError::Malformed("The body is not valid JSON.".into()))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&self.0).map_err(|_| ApiError::Malformed("The body is not valid JSON.".into()))?;
         if !json.is_object() {
             return Err(ApiError::invalid("body", "must be a JSON object"));
         }
@@ -42,13 +42,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(ApiError::Malformed(
-                "Send the body as `Content-Type: application/json`.".into(),
-            ));
+            return Err(ApiError::Malformed("Send the body as `Content-Type: application/json`.".into()));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|_| {
-            ApiError::Malformed("The body could not be read or is larger than allowed.".into())
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|_| ApiError::Malformed("The body could not be read or is larger than allowed.".into()))?;
         Ok(Self(bytes))
     }
 }
@@ -75,14 +73,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(Self)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                data_error(&path, &error.into_inner().to_string())
-            })
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(Self).map_err(|error| {
+            let path = error.path().to_string();
+            data_error(&path, &error.into_inner().to_string())
+        })
     }
 }
 
@@ -121,11 +116,7 @@ fn data_error(path: &str, message: &str) -> ApiError {
     } else {
         (path.to_string(), "is invalid".to_string())
     };
-    let field = if field.is_empty() {
-        "body".to_string()
-    } else {
-        field
-    };
+    let field = if field.is_empty() { "body".to_string() } else { field };
     ApiError::Validation(vec![FieldError::new(field, text)])
 }
 
@@ -142,24 +133,15 @@ mod tests {
 
     #[test]
     fn data_errors_name_the_field_and_hide_the_value() {
-        let error = only_error(data_error(
-            "status",
-            "unknown variant `secret`, expected one of `active`, `inactive`",
-        ));
+        let error = only_error(data_error("status", "unknown variant `secret`, expected one of `active`, `inactive`"));
         assert_eq!(error.field, "status");
         assert_eq!(error.message, "must be one of `active`, `inactive`");
 
-        let error = only_error(data_error(
-            ".",
-            "missing field `first_name` at line 1 column 2",
-        ));
+        let error = only_error(data_error(".", "missing field `first_name` at line 1 column 2"));
         assert_eq!(error.field, "first_name");
         assert_eq!(error.message, "is required");
 
-        let error = only_error(data_error(
-            "email",
-            "invalid type: integer `61234567`, expected a string",
-        ));
+        let error = only_error(data_error("email", "invalid type: integer `61234567`, expected a string"));
         assert!(!error.message.contains("61234567"), "{}", error.message);
     }
 }

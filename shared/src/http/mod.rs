@@ -17,7 +17,7 @@ use lambda_http::RequestExt;
 use tracing::Instrument;
 
 pub use extract::{nullable, JsonBody, Path, Query};
-pub use pagination::{Cursor, ListResponse, PageRequest};
+pub use pagination::{ListResponse, PageRequest};
 
 use crate::auth::TokenVerifier;
 use crate::config::Config;
@@ -33,12 +33,9 @@ pub struct AppState {
 
 impl AppState {
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database_url, config.database_pool_size)?;
+        let db = Db::connect(&config.database.url, config.database.pool_size)?;
         db.ensure_runtime_role().await?;
-        Ok(Self {
-            db,
-            verifier: Arc::new(TokenVerifier::new(&config.auth).await?),
-        })
+        Ok(Self { db, verifier: Arc::new(TokenVerifier::new(&config.auth).await?) })
     }
 }
 
@@ -53,19 +50,13 @@ impl FromRef<AppState> for Arc<TokenVerifier> {
 pub fn finish_router(router: Router, api: utoipa::openapi::OpenApi) -> Router {
     let api = Arc::new(api);
     router
-        .route(
-            "/api/v1/openapi.json",
-            get(move || async move { Json(api.as_ref().clone()) }),
-        )
+        .route("/api/v1/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn(request_span))
 }
 
 async fn request_span(request: Request, next: Next) -> Response {
-    let request_id = request
-        .lambda_context_ref()
-        .map(|context| context.request_id.clone())
-        .unwrap_or_default();
+    let request_id = request.lambda_context_ref().map(|context| context.request_id.clone()).unwrap_or_default();
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -88,17 +79,9 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     let Some(value) = headers.get(http::header::IF_MATCH) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::VersionMismatch)?
-        .trim();
+    let value = value.to_str().map_err(|_| ApiError::VersionMismatch)?.trim();
     if value == "*" {
         return Ok(None);
     }
-    value
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::VersionMismatch)
+    value.trim_start_matches("W/").trim_matches('"').parse().map(Some).map_err(|_| ApiError::VersionMismatch)
 }

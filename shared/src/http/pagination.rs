@@ -17,60 +17,60 @@ pub struct ListResponse<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The position after the last row of the previous page: the row's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor(pub Uuid);
-
-impl Cursor {
-    pub fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0.as_bytes())
-    }
-
-    pub fn decode(text: &str) -> Result<Self, ApiError> {
-        URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()
-            .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-            .map(Self)
-            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this service issued"))
-    }
-}
-
-/// A validated page request.
-#[derive(Debug, Clone, Copy)]
+/// A validated page request. The cursor is the key of the last row of the previous page: an
+/// id or a sequence number, encoded opaquely.
+#[derive(Debug, Clone)]
 pub struct PageRequest {
     pub limit: u32,
-    pub after: Option<Cursor>,
+    after: Option<Vec<u8>>,
+}
+
+fn invalid_cursor() -> ApiError {
+    ApiError::invalid("cursor", "is not a cursor this service issued for this list")
 }
 
 impl PageRequest {
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
+            return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
         }
-        let after = cursor.map(Cursor::decode).transpose()?;
+        let after = cursor.map(|text| URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid_cursor())).transpose()?;
         Ok(Self { limit, after })
     }
 
+    /// The id after which the page starts, for lists ordered by id.
+    pub fn after_id(&self) -> Result<Option<Uuid>, ApiError> {
+        self.after.as_deref().map(|bytes| Uuid::from_slice(bytes).map_err(|_| invalid_cursor())).transpose()
+    }
+
+    /// The sequence number after which the page starts, for lists ordered by sequence.
+    pub fn after_seq(&self) -> Result<Option<i64>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|bytes| <[u8; 8]>::try_from(bytes).map(i64::from_be_bytes).map_err(|_| invalid_cursor()))
+            .transpose()
+    }
+
     /// Rows to fetch: one more than the page, to know whether another page follows.
-    pub fn fetch_limit(self) -> i64 {
+    pub fn fetch_limit(&self) -> i64 {
         i64::from(self.limit) + 1
     }
 
     /// Cuts the extra row off and points the cursor at the last row kept.
-    pub fn page<T>(self, mut rows: Vec<T>, id_of: impl Fn(&T) -> Uuid) -> ListResponse<T> {
+    pub fn page<T>(&self, rows: Vec<T>, id_of: impl Fn(&T) -> Uuid) -> ListResponse<T> {
+        self.page_with(rows, |row| id_of(row).as_bytes().to_vec())
+    }
+
+    /// `page` for lists ordered by a sequence number.
+    pub fn page_by_seq<T>(&self, rows: Vec<T>, seq_of: impl Fn(&T) -> i64) -> ListResponse<T> {
+        self.page_with(rows, |row| seq_of(row).to_be_bytes().to_vec())
+    }
+
+    fn page_with<T>(&self, mut rows: Vec<T>, key_of: impl Fn(&T) -> Vec<u8>) -> ListResponse<T> {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
-        let next_cursor = more
-            .then(|| rows.last().map(|row| Cursor(id_of(row)).encode()))
-            .flatten();
-        ListResponse {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = more.then(|| rows.last().map(|row| URL_SAFE_NO_PAD.encode(key_of(row)))).flatten();
+        ListResponse { items: rows, next_cursor }
     }
 }

@@ -11,12 +11,7 @@ use uuid::Uuid;
 use crate::helpers::{person, TestApp, SECRET};
 
 fn sign_hs256(secret: &str, claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
 fn claims(org: Uuid, scope: &str, expires_in: i64) -> serde_json::Value {
@@ -29,20 +24,8 @@ async fn missing_expired_forged_and_malformed_tokens_get_401() {
     let path = "/api/v1/customers";
     let cases = [
         ("missing", None),
-        (
-            "expired",
-            Some(sign_hs256(
-                SECRET,
-                claims(app.org_a, "customers:read", -3600),
-            )),
-        ),
-        (
-            "forged",
-            Some(sign_hs256(
-                "not-the-secret",
-                claims(app.org_a, "customers:read", 600),
-            )),
-        ),
+        ("expired", Some(sign_hs256(SECRET, claims(app.org_a, "customers:read", -3600)))),
+        ("forged", Some(sign_hs256("not-the-secret", claims(app.org_a, "customers:read", 600)))),
         ("garbage", Some("not.a.jwt".to_string())),
         (
             "no organization",
@@ -58,13 +41,7 @@ async fn missing_expired_forged_and_malformed_tokens_get_401() {
                 json!({"sub": "t", "org_id": "acme", "scope": "customers:read", "exp": chrono::Utc::now().timestamp() + 600}),
             )),
         ),
-        (
-            "no expiry",
-            Some(sign_hs256(
-                SECRET,
-                json!({"sub": "t", "org_id": app.org_a, "scope": "customers:read"}),
-            )),
-        ),
+        ("no expiry", Some(sign_hs256(SECRET, json!({"sub": "t", "org_id": app.org_a, "scope": "customers:read"})))),
     ];
     for (case, token) in cases {
         let response = app.call(Method::GET, path, token.as_deref(), None).await;
@@ -79,38 +56,20 @@ async fn missing_expired_forged_and_malformed_tokens_get_401() {
 async fn a_token_without_the_write_scope_cannot_create_and_gets_403() {
     let app = TestApp::spawn().await;
     let reader = app.token(app.org_a, &["customers:read"]);
-    let response = app
-        .call(
-            Method::POST,
-            "/api/v1/customers",
-            Some(&reader),
-            Some(person("Ana", "Sin")),
-        )
-        .await;
+    let response = app.call(Method::POST, "/api/v1/customers", Some(&reader), Some(person("Ana", "Sin"))).await;
     assert_eq!(response.status, StatusCode::FORBIDDEN);
     assert_eq!(response.code(), "forbidden");
     assert_eq!(app.count("customers").await, 0);
-    let listed = app
-        .call(Method::GET, "/api/v1/customers", Some(&reader), None)
-        .await;
+    let listed = app.call(Method::GET, "/api/v1/customers", Some(&reader), None).await;
     assert_eq!(listed.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn erasing_needs_the_admin_scope() {
     let app = TestApp::spawn().await;
-    let id = app
-        .create_customer(app.org_a, person("Ana", "Borrar"))
-        .await;
+    let id = app.create_customer(app.org_a, person("Ana", "Borrar")).await;
     let writer = app.token(app.org_a, &["customers:read", "customers:write"]);
-    let response = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/customers/{id}"),
-            Some(&writer),
-            None,
-        )
-        .await;
+    let response = app.call(Method::DELETE, &format!("/api/v1/customers/{id}"), Some(&writer), None).await;
     assert_eq!(response.status, StatusCode::FORBIDDEN);
 }
 
@@ -119,23 +78,10 @@ async fn the_organization_comes_from_the_token_not_the_body() {
     let app = TestApp::spawn().await;
     let mut body = person("Ana", "Cuerpo");
     body["organization_id"] = json!(app.org_b);
-    let response = app
-        .as_org(app.org_a, Method::POST, "/api/v1/customers", Some(body))
-        .await;
-    assert_eq!(
-        response.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown fields are refused"
-    );
+    let response = app.as_org(app.org_a, Method::POST, "/api/v1/customers", Some(body)).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
     let id = app.create_customer(app.org_a, person("Ana", "Token")).await;
-    let created = app
-        .as_org(
-            app.org_a,
-            Method::GET,
-            &format!("/api/v1/customers/{id}"),
-            None,
-        )
-        .await;
+    let created = app.as_org(app.org_a, Method::GET, &format!("/api/v1/customers/{id}"), None).await;
     assert_eq!(created.body["organization_id"], json!(app.org_a));
 }
 
@@ -143,10 +89,7 @@ async fn the_organization_comes_from_the_token_not_the_body() {
 async fn serve_jwks(document: serde_json::Value) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = axum::Router::new().route(
-        "/jwks.json",
-        get(move || async move { axum::Json(document) }),
-    );
+    let router = axum::Router::new().route("/jwks.json", get(move || async move { axum::Json(document) }));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{address}/jwks.json")
 }
@@ -159,8 +102,7 @@ fn sign_rs256(pem: &[u8], kid: &str, claims: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn deployed_mode_verifies_rs256_against_the_jwks_and_refuses_other_keys() {
-    let jwks: serde_json::Value =
-        serde_json::from_str(include_str!("../fixtures/jwks.json")).unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(include_str!("../fixtures/jwks.json")).unwrap();
     let url = serve_jwks(jwks).await;
     let config = AuthConfig {
         keys: TokenKeys::JwksUrl(url),
@@ -173,39 +115,18 @@ async fn deployed_mode_verifies_rs256_against_the_jwks_and_refuses_other_keys() 
     let good = json!({"sub": "svc-orders", "tenant": org, "scope": "credit:write", "aud": "customer-service",
                       "exp": chrono::Utc::now().timestamp() + 600});
     let signing_key = include_bytes!("../fixtures/jwks_test_private.pem");
-    let caller = verifier
-        .verify(&sign_rs256(signing_key, "test-key-1", &good))
-        .await
-        .unwrap();
+    let caller = verifier.verify(&sign_rs256(signing_key, "test-key-1", &good)).await.unwrap();
     assert_eq!(caller.organization_id, org);
     assert!(caller.require(shared::auth::Scope::CreditWrite).is_ok());
     assert!(caller.require(shared::auth::Scope::CreditApprove).is_err());
 
     let other_key = include_bytes!("../fixtures/other_private.pem");
-    assert!(
-        verifier
-            .verify(&sign_rs256(other_key, "test-key-1", &good))
-            .await
-            .is_err(),
-        "wrong key"
-    );
-    assert!(
-        verifier
-            .verify(&sign_rs256(other_key, "unknown-kid", &good))
-            .await
-            .is_err(),
-        "unknown kid"
-    );
+    assert!(verifier.verify(&sign_rs256(other_key, "test-key-1", &good)).await.is_err(), "wrong key");
+    assert!(verifier.verify(&sign_rs256(other_key, "unknown-kid", &good)).await.is_err(), "unknown kid");
     let mut wrong_audience = good.clone();
     wrong_audience["aud"] = json!("someone-else");
-    assert!(verifier
-        .verify(&sign_rs256(signing_key, "test-key-1", &wrong_audience))
-        .await
-        .is_err());
+    assert!(verifier.verify(&sign_rs256(signing_key, "test-key-1", &wrong_audience)).await.is_err());
     let hs = sign_hs256("anything", good.clone());
-    assert!(
-        verifier.verify(&hs).await.is_err(),
-        "an HS256 token must not pass an RS256 verifier"
-    );
+    assert!(verifier.verify(&hs).await.is_err(), "an HS256 token must not pass an RS256 verifier");
     tokio::time::sleep(Duration::from_millis(1)).await;
 }

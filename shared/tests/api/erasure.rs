@@ -7,12 +7,17 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows() {
     let app = TestApp::spawn().await;
-    let id = app.create_customer(app.org_a, json!({
-        "first_name": "Zacarías", "last_name": "Quintero", "email": "zq.private@example.com",
-        "phone": "6987-6543", "document_type": "cedula", "document_number": "4-777-999",
-        "birth_date": "1985-07-19", "gender": "male", "metadata": {"mascota": "Firulais"},
-        "notes": "prefiere llamadas", "tags": ["frecuente"]
-    })).await;
+    let id = app
+        .create_customer(
+            app.org_a,
+            json!({
+                "first_name": "Zacarías", "last_name": "Quintero", "email": "zq.private@example.com",
+                "phone": "6987-6543", "document_type": "cedula", "document_number": "4-777-999",
+                "birth_date": "1985-07-19", "gender": "male", "metadata": {"mascota": "Firulais"},
+                "notes": "prefiere llamadas", "tags": ["frecuente"]
+            }),
+        )
+        .await;
     let path = format!("/api/v1/customers/{id}");
     app.as_org(app.org_a, Method::POST, &format!("{path}/addresses"),
         Some(json!({"address_line1": "Calle Secreta 123", "city": "Boquete", "recipient_name": "Zacarías Q.", "phone": "6987-6543"}))).await;
@@ -28,15 +33,9 @@ async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows(
     let erased = app.as_org(app.org_a, Method::DELETE, &path, None).await;
     assert_eq!(erased.status, StatusCode::NO_CONTENT, "{}", erased.body);
     let again = app.as_org(app.org_a, Method::DELETE, &path, None).await;
-    assert_eq!(
-        again.status,
-        StatusCode::NO_CONTENT,
-        "erasing twice is a no-op"
-    );
+    assert_eq!(again.status, StatusCode::NO_CONTENT, "erasing twice is a no-op");
 
-    let export = app
-        .as_org(app.org_a, Method::GET, &format!("{path}/export"), None)
-        .await;
+    let export = app.as_org(app.org_a, Method::GET, &format!("{path}/export"), None).await;
     assert_eq!(export.status, StatusCode::OK);
     let text = export.body.to_string();
     for personal in [
@@ -64,36 +63,18 @@ async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows(
     assert_eq!(export.body["credit_usages"].as_array().unwrap().len(), 1);
     assert_eq!(export.body["purchases"].as_array().unwrap().len(), 1);
 
-    let stored = admin
-        .query_one(
-            "SELECT row_to_json(c)::text FROM customers c WHERE customer_id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    let stored =
+        admin.query_one("SELECT row_to_json(c)::text FROM customers c WHERE customer_id = $1", &[&id]).await.unwrap();
     let stored: String = stored.get(0);
-    assert!(
-        !stored.contains("Quintero") && !stored.contains("zq.private"),
-        "the row itself is scrubbed"
-    );
+    assert!(!stored.contains("Quintero") && !stored.contains("zq.private"), "the row itself is scrubbed");
     let events: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM outbox WHERE event_type = 'customers.customer.erased'",
-            &[],
-        )
+        .query_one("SELECT count(*) FROM outbox WHERE event_type = 'customers.customer.erased'", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(events, 1);
 
-    let patch = app
-        .as_org(
-            app.org_a,
-            Method::PATCH,
-            &path,
-            Some(json!({"first_name": "Vuelve"})),
-        )
-        .await;
+    let patch = app.as_org(app.org_a, Method::PATCH, &path, Some(json!({"first_name": "Vuelve"}))).await;
     assert_eq!(patch.status, StatusCode::CONFLICT);
     assert_eq!(patch.code(), "customer_erased");
 }

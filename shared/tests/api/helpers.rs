@@ -16,12 +16,12 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret";
-pub const ALL: &[&str] = &["customers:read", "customers:write", "customers:admin"];
+pub const ALL: &[&str] =
+    &["customers:read", "customers:write", "customers:admin", "credit:read", "credit:write", "credit:approve"];
 
 /// The admin (owner) connection string: `ADMIN_DATABASE_URL`, set by `make test`.
 pub fn admin_url() -> String {
-    std::env::var("ADMIN_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn hs256_auth() -> AuthConfig {
@@ -34,7 +34,10 @@ pub fn hs256_auth() -> AuthConfig {
 }
 
 pub struct TestApp {
+    /// The customers function's router.
     pub router: Router,
+    /// The credit function's router; requests whose path has `/credit` go here.
+    pub credit: Router,
     pub database: String,
     pub org_a: Uuid,
     pub org_b: Uuid,
@@ -52,31 +55,24 @@ impl TestResponse {
     }
 
     pub fn content_type(&self) -> &str {
-        self.headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
+        self.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
 }
 
 async fn admin_client(database: &str) -> tokio_postgres::Client {
-    let mut config: tokio_postgres::Config =
-        admin_url().parse().expect("ADMIN_DATABASE_URL parses");
+    let mut config: tokio_postgres::Config = admin_url().parse().expect("ADMIN_DATABASE_URL parses");
     config.dbname(database);
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach PostgreSQL at ADMIN_DATABASE_URL ({e}); run `make test`")
-        });
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at ADMIN_DATABASE_URL ({e}); run `make test`"));
     tokio::spawn(connection);
     client
 }
 
 /// The runtime role's connection settings for `database`.
 pub fn app_config(database: &str) -> tokio_postgres::Config {
-    let mut config: tokio_postgres::Config =
-        admin_url().parse().expect("ADMIN_DATABASE_URL parses");
+    let mut config: tokio_postgres::Config = admin_url().parse().expect("ADMIN_DATABASE_URL parses");
     config.user("customer_app").dbname(database);
     if let Ok(password) = std::env::var("APP_DATABASE_PASSWORD") {
         config.password(password);
@@ -88,23 +84,16 @@ impl TestApp {
     pub async fn spawn() -> Self {
         let database = format!("cs_test_{}", Uuid::new_v4().simple());
         let maintenance = admin_client("postgres").await;
-        maintenance
-            .execute(&format!("CREATE DATABASE {database}"), &[])
-            .await
-            .expect("create test database");
+        maintenance.execute(&format!("CREATE DATABASE {database}"), &[]).await.expect("create test database");
         let mut admin: tokio_postgres::Config = admin_url().parse().unwrap();
         admin.dbname(&database);
-        shared::migrations::run(&admin)
-            .await
-            .expect("migrations apply");
-        let db = Db::from_config(app_config(&database), 4).expect("pool");
+        shared::migrations::run(&admin).await.expect("migrations apply");
+        let db = Db::from_config(app_config(&database), 32).expect("pool");
         let verifier = TokenVerifier::new(&hs256_auth()).await.expect("verifier");
-        let state = AppState {
-            db,
-            verifier: Arc::new(verifier),
-        };
+        let state = AppState { db, verifier: Arc::new(verifier) };
         Self {
-            router: shared::customers::routes::router(state),
+            router: shared::customers::routes::router(state.clone()),
+            credit: shared::credit::routes::router(state),
             database,
             org_a: Uuid::new_v4(),
             org_b: Uuid::new_v4(),
@@ -117,92 +106,66 @@ impl TestApp {
     }
 
     pub fn token(&self, organization: Uuid, scopes: &[&str]) -> String {
-        issue_hs256_token(
-            SECRET,
-            organization,
-            "tester",
-            scopes,
-            Duration::from_secs(600),
-        )
-        .unwrap()
+        issue_hs256_token(SECRET, organization, "tester", scopes, Duration::from_secs(600)).unwrap()
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router answers");
+        let router = if request.uri().path().contains("/credit") { &self.credit } else { &self.router };
+        let response = router.clone().oneshot(request).await.expect("router answers");
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        TestResponse { status, headers, body }
     }
 
     /// A request with an optional bearer token and JSON body.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> TestResponse {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
+            Some(body) => request.header("content-type", "application/json").body(Body::from(body.to_string())),
             None => request.body(Body::empty()),
         };
         self.send(request.unwrap()).await
     }
 
     /// A request with every customers scope of `organization`.
-    pub async fn as_org(
-        &self,
-        organization: Uuid,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> TestResponse {
+    pub async fn as_org(&self, organization: Uuid, method: Method, path: &str, body: Option<Value>) -> TestResponse {
         let token = self.token(organization, ALL);
         self.call(method, path, Some(&token), body).await
     }
 
     /// Creates a customer in `organization` and returns its id.
     pub async fn create_customer(&self, organization: Uuid, body: Value) -> Uuid {
-        let response = self
-            .as_org(organization, Method::POST, "/api/v1/customers", Some(body))
-            .await;
+        let response = self.as_org(organization, Method::POST, "/api/v1/customers", Some(body)).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
-        response.body["customer_id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        response.body["customer_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// A customer of `organization` with an approved credit account of `limit`.
+    pub async fn approved_account(&self, organization: Uuid, limit: &str, term_days: i64) -> Uuid {
+        let customer = self.create_customer(organization, person("Crédito", "Cliente")).await;
+        let path = format!("/api/v1/customers/{customer}/credit");
+        let opened = self
+            .as_org(
+                organization,
+                Method::POST,
+                &path,
+                Some(serde_json::json!({"credit_limit": limit, "payment_term_days": term_days})),
+            )
+            .await;
+        assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+        let approved = self.as_org(organization, Method::POST, &format!("{path}/approve"), None).await;
+        assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+        customer
     }
 
     /// Rows of a table across all tenants, as the owner sees them.
     pub async fn count(&self, table: &str) -> i64 {
-        self.admin()
-            .await
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0)
+        self.admin().await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
     }
 }
 
@@ -210,17 +173,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let database = self.database.clone();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 admin_client("postgres")
                     .await
-                    .execute(
-                        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-                        &[],
-                    )
+                    .execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), &[])
                     .await
                     .ok();
             });

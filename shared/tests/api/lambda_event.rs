@@ -42,10 +42,7 @@ async fn invoke(app: &TestApp, event: &str) -> serde_json::Value {
         serde_json::from_str(event).expect("a valid API Gateway v2 event");
     let mut adapter = lambda_http::Adapter::from(app.router.clone());
     let response = adapter
-        .call(lambda_http::LambdaEvent::new(
-            payload,
-            lambda_http::Context::default(),
-        ))
+        .call(lambda_http::LambdaEvent::new(payload, lambda_http::Context::default()))
         .await
         .expect("the router answers");
     serde_json::to_value(&response).unwrap()
@@ -54,44 +51,23 @@ async fn invoke(app: &TestApp, event: &str) -> serde_json::Value {
 #[tokio::test]
 async fn the_function_answers_a_real_api_gateway_v2_event() {
     let app = TestApp::spawn().await;
-    let id = app
-        .create_customer(app.org_a, person("Ana", "Lambda"))
-        .await;
+    let id = app.create_customer(app.org_a, person("Ana", "Lambda")).await;
     let token = app.token(app.org_a, ALL);
 
-    let response = invoke(
-        &app,
-        &http_api_event("GET", &format!("/api/v1/customers/{id}"), &token, None),
-    )
-    .await;
+    let response = invoke(&app, &http_api_event("GET", &format!("/api/v1/customers/{id}"), &token, None)).await;
     assert_eq!(response["statusCode"], 200, "{response}");
     assert_eq!(response["headers"]["etag"], "\"1\"");
     let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["last_name"], "Lambda");
 
-    let patch = http_api_event(
-        "PATCH",
-        &format!("/api/v1/customers/{id}"),
-        &token,
-        Some(r#"{"last_name": "Evento"}"#),
-    );
+    let patch = http_api_event("PATCH", &format!("/api/v1/customers/{id}"), &token, Some(r#"{"last_name": "Evento"}"#));
     let response = invoke(&app, &patch).await;
     assert_eq!(response["statusCode"], 200, "{response}");
-    let customer = app
-        .as_org(
-            app.org_a,
-            http::Method::GET,
-            &format!("/api/v1/customers/{id}"),
-            None,
-        )
-        .await;
+    let customer = app.as_org(app.org_a, http::Method::GET, &format!("/api/v1/customers/{id}"), None).await;
     assert_eq!(customer.body["last_name"], "Evento");
 
     let unauthenticated = http_api_event("GET", &format!("/api/v1/customers/{id}"), "forged", None);
     let response = invoke(&app, &unauthenticated).await;
     assert_eq!(response["statusCode"], 401);
-    assert_eq!(
-        response["headers"]["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response["headers"]["content-type"], "application/problem+json");
 }

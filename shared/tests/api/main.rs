@@ -1,6 +1,8 @@
 //! Integration tests of the customers function against real PostgreSQL, one database each.
 
 mod auth;
+mod credit;
+mod credit_concurrency;
 mod customers;
 mod erasure;
 mod helpers;

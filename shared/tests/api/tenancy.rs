@@ -20,36 +20,19 @@ async fn every_customers_route_answers_404_for_a_customer_of_another_organizatio
     let base = format!("/api/v1/customers/{theirs}");
     let routes: Vec<(Method, String, Option<serde_json::Value>)> = vec![
         (Method::GET, base.clone(), None),
-        (
-            Method::PATCH,
-            base.clone(),
-            Some(json!({"first_name": "Hacked"})),
-        ),
+        (Method::PATCH, base.clone(), Some(json!({"first_name": "Hacked"}))),
         (Method::DELETE, base.clone(), None),
         (Method::GET, format!("{base}/360"), None),
         (Method::GET, format!("{base}/export"), None),
         (Method::GET, format!("{base}/loyalty"), None),
         (Method::GET, format!("{base}/addresses"), None),
-        (
-            Method::POST,
-            format!("{base}/addresses"),
-            Some(json!({"address_line1": "X", "city": "Y"})),
-        ),
-        (
-            Method::PATCH,
-            format!("{base}/addresses/{address}"),
-            Some(json!({"city": "Colón"})),
-        ),
+        (Method::POST, format!("{base}/addresses"), Some(json!({"address_line1": "X", "city": "Y"}))),
+        (Method::PATCH, format!("{base}/addresses/{address}"), Some(json!({"city": "Colón"}))),
         (Method::DELETE, format!("{base}/addresses/{address}"), None),
     ];
     for (method, path, body) in routes {
         let response = app.as_org(app.org_a, method.clone(), &path, body).await;
-        assert_eq!(
-            response.status,
-            StatusCode::NOT_FOUND,
-            "{method} {path}: {}",
-            response.body
-        );
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}: {}", response.body);
         assert_eq!(response.code(), "not_found");
     }
     let still = app.as_org(app.org_b, Method::GET, &base, None).await;
@@ -63,27 +46,17 @@ async fn lists_never_show_another_organizations_customers() {
     let app = TestApp::spawn().await;
     let mine = app.create_customer(app.org_a, person("Ana", "Mía")).await;
     for i in 0..3 {
-        app.create_customer(app.org_b, person("Otro", &format!("Cliente{i}")))
-            .await;
+        app.create_customer(app.org_b, person("Otro", &format!("Cliente{i}"))).await;
     }
-    let list = app
-        .as_org(app.org_a, Method::GET, "/api/v1/customers?limit=200", None)
-        .await;
+    let list = app.as_org(app.org_a, Method::GET, "/api/v1/customers?limit=200", None).await;
     assert_eq!(list.status, StatusCode::OK);
-    let ids: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["customer_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> =
+        list.body["items"].as_array().unwrap().iter().map(|c| c["customer_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![mine.to_string()]);
 }
 
 async fn raw_app_client(app: &TestApp) -> tokio_postgres::Client {
-    let (client, connection) = app_config(&app.database)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) = app_config(&app.database).connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client
 }
@@ -96,17 +69,8 @@ async fn the_runtime_role_sees_no_rows_without_a_tenant() {
     assert_eq!(app.count("customers").await, 2, "the owner sees both");
 
     let client = raw_app_client(&app).await;
-    for table in [
-        "customers",
-        "outbox",
-        "customer_status_history",
-        "v_customer_360",
-    ] {
-        let rows: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .unwrap()
-            .get(0);
+    for table in ["customers", "outbox", "customer_status_history", "v_customer_360"] {
+        let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
         assert_eq!(rows, 0, "{table} is visible without a tenant");
     }
 }
@@ -123,34 +87,17 @@ async fn a_reused_pooled_connection_carries_no_tenant_over() {
     )
     .await
     .unwrap();
-    let seen: i64 = tx
-        .query_one("SELECT count(*) FROM customers", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let seen: i64 = tx.query_one("SELECT count(*) FROM customers", &[]).await.unwrap().get(0);
     assert_eq!(seen, 1);
     tx.commit().await.unwrap();
     drop(connection);
 
     let connection = db.connection().await.unwrap();
-    assert_eq!(
-        connection
-            .organization_outside_transactions()
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(connection.organization_outside_transactions().await.unwrap(), None);
     let mut connection = connection;
     let tx = connection.begin(app.org_b).await.unwrap();
-    let seen: i64 = tx
-        .query_one("SELECT count(*) FROM customers", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        seen, 0,
-        "organization B sees A's row on a reused connection"
-    );
+    let seen: i64 = tx.query_one("SELECT count(*) FROM customers", &[]).await.unwrap().get(0);
+    assert_eq!(seen, 0, "organization B sees A's row on a reused connection");
 }
 
 #[tokio::test]
@@ -160,10 +107,7 @@ async fn the_runtime_role_cannot_write_another_tenant_or_bypass_row_security() {
 
     client.batch_execute("BEGIN").await.unwrap();
     client
-        .execute(
-            "SELECT set_config('app.current_organization_id', $1, true)",
-            &[&app.org_a.to_string()],
-        )
+        .execute("SELECT set_config('app.current_organization_id', $1, true)", &[&app.org_a.to_string()])
         .await
         .unwrap();
     let foreign = client
@@ -173,38 +117,25 @@ async fn the_runtime_role_cannot_write_another_tenant_or_bypass_row_security() {
         )
         .await;
     let refused = foreign.unwrap_err();
-    let message = refused
-        .as_db_error()
-        .map(|e| e.message().to_string())
-        .unwrap_or_default();
-    assert!(
-        message.contains("row-level security"),
-        "WITH CHECK must refuse: {message}"
-    );
+    let message = refused.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+    assert!(message.contains("row-level security"), "WITH CHECK must refuse: {message}");
     client.batch_execute("ROLLBACK").await.unwrap();
 
-    let bypass = client
-        .batch_execute("SET row_security = off; SELECT * FROM customers")
-        .await;
-    assert!(
-        bypass.is_err(),
-        "row_security=off must not bypass the policy"
-    );
-    let disable = client
-        .batch_execute("ALTER TABLE customers DISABLE ROW LEVEL SECURITY")
-        .await;
+    let bypass = client.batch_execute("SET row_security = off; SELECT * FROM customers").await;
+    assert!(bypass.is_err(), "row_security=off must not bypass the policy");
+    let disable = client.batch_execute("ALTER TABLE customers DISABLE ROW LEVEL SECURITY").await;
     assert!(disable.is_err(), "the runtime role must not own the table");
 
     let role = client
-        .query_one(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
+        .query_one("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
         .await
         .unwrap();
     assert!(!role.get::<_, bool>(0) && !role.get::<_, bool>(1));
     let owned: i64 = client
-        .query_one("SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -219,7 +150,8 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
         .query(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'organization_id' \
-             WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'organizations'
+               AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
                AND EXISTS (SELECT 1 FROM pg_policies p WHERE p.tablename = c.relname \
                            AND p.qual IS NOT NULL AND p.with_check IS NOT NULL))",
             &[],
@@ -237,7 +169,34 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(tenant_tables, 11);
+    assert_eq!(tenant_tables, 12);
+
+    // The registry of organization ids is the documented exception: listable, forced RLS,
+    // and a transaction may register only its own organization.
+    let registry = admin
+        .query(
+            "SELECT p.cmd, p.qual, p.with_check, c.relforcerowsecurity FROM pg_policies p \
+             JOIN pg_class c ON c.relname = p.tablename WHERE p.tablename = 'organizations' ORDER BY p.cmd",
+            &[],
+        )
+        .await
+        .unwrap();
+    let policies: Vec<(String, Option<String>, Option<String>, bool)> =
+        registry.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(policies.len(), 2, "{policies:?}");
+    assert!(policies.iter().all(|p| p.3), "forced");
+    assert_eq!((policies[0].0.as_str(), policies[0].1.as_deref()), ("INSERT", None));
+    assert!(policies[0].2.as_deref().unwrap().contains("current_organization_id()"));
+    assert_eq!((policies[1].0.as_str(), policies[1].1.as_deref()), ("SELECT", Some("true")));
+
+    let client = raw_app_client(&app).await;
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute("SELECT set_config('app.current_organization_id', $1, true)", &[&app.org_a.to_string()])
+        .await
+        .unwrap();
+    let foreign = client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&app.org_b]).await;
+    assert!(foreign.is_err(), "registering another organization must fail");
 }
 
 #[tokio::test]

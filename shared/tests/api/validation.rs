@@ -10,82 +10,30 @@ async fn bad_customer_bodies_get_400_or_422_problem_json_and_write_nothing() {
     let long = "x".repeat(10 * 1024);
     let cases = [
         (json!({"first_name": 5, "last_name": "A"}), "first_name"),
-        (
-            json!({"first_name": "A", "last_name": "B", "status": "deleted"}),
-            "status",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "customer_type": "vip"}),
-            "customer_type",
-        ),
+        (json!({"first_name": "A", "last_name": "B", "status": "deleted"}), "status"),
+        (json!({"first_name": "A", "last_name": "B", "customer_type": "vip"}), "customer_type"),
         (json!({"first_name": long, "last_name": "B"}), "first_name"),
-        (
-            json!({"first_name": "A", "last_name": "B", "email": "not-an-email"}),
-            "email",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "phone": "12"}),
-            "phone",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "document_type": "cedula"}),
-            "document_number",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "birth_date": "1990-13-45"}),
-            "birth_date",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "birth_date": "2999-01-01"}),
-            "birth_date",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "metadata": [1, 2]}),
-            "metadata",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "tags": "vip"}),
-            "tags",
-        ),
-        (
-            json!({"first_name": "A", "last_name": "B", "loyalty_tier": "platinum"}),
-            "loyalty_tier",
-        ),
+        (json!({"first_name": "A", "last_name": "B", "email": "not-an-email"}), "email"),
+        (json!({"first_name": "A", "last_name": "B", "phone": "12"}), "phone"),
+        (json!({"first_name": "A", "last_name": "B", "document_type": "cedula"}), "document_number"),
+        (json!({"first_name": "A", "last_name": "B", "birth_date": "1990-13-45"}), "birth_date"),
+        (json!({"first_name": "A", "last_name": "B", "birth_date": "2999-01-01"}), "birth_date"),
+        (json!({"first_name": "A", "last_name": "B", "metadata": [1, 2]}), "metadata"),
+        (json!({"first_name": "A", "last_name": "B", "tags": "vip"}), "tags"),
+        (json!({"first_name": "A", "last_name": "B", "loyalty_tier": "platinum"}), "loyalty_tier"),
         (json!({"last_name": "B"}), "first_name"),
         (json!({"first_name": "   ", "last_name": "B"}), "first_name"),
         (json!([1, 2, 3]), "body"),
     ];
     for (body, field) in cases {
-        let response = app
-            .as_org(
-                app.org_a,
-                Method::POST,
-                "/api/v1/customers",
-                Some(body.clone()),
-            )
-            .await;
-        assert_eq!(
-            response.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}: {}",
-            response.body
-        );
+        let response = app.as_org(app.org_a, Method::POST, "/api/v1/customers", Some(body.clone())).await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", response.body);
         assert_eq!(response.content_type(), "application/problem+json");
         assert_eq!(response.code(), "validation_failed");
-        let fields: Vec<&str> = response.body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
-        assert!(
-            fields.contains(&field),
-            "{body}: expected {field} in {fields:?}"
-        );
-        assert!(
-            !response.body.to_string().contains(&long),
-            "the value is not echoed"
-        );
+        let fields: Vec<&str> =
+            response.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        assert!(fields.contains(&field), "{body}: expected {field} in {fields:?}");
+        assert!(!response.body.to_string().contains(&long), "the value is not echoed");
     }
     assert_eq!(app.count("customers").await, 0);
     assert_eq!(app.count("outbox").await, 0);
@@ -95,15 +43,9 @@ async fn bad_customer_bodies_get_400_or_422_problem_json_and_write_nothing() {
 async fn one_response_names_every_invalid_field() {
     let app = TestApp::spawn().await;
     let body = json!({"first_name": "", "last_name": "", "email": "x", "phone": "1"});
-    let response = app
-        .as_org(app.org_a, Method::POST, "/api/v1/customers", Some(body))
-        .await;
-    let mut fields: Vec<&str> = response.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let response = app.as_org(app.org_a, Method::POST, "/api/v1/customers", Some(body)).await;
+    let mut fields: Vec<&str> =
+        response.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     fields.sort();
     assert_eq!(fields, ["email", "first_name", "last_name", "phone"]);
 }
@@ -128,25 +70,15 @@ async fn malformed_json_wrong_content_type_and_invalid_ids_get_400() {
         ("application/json", ""),
     ] {
         let response = app.send(raw(content_type, body)).await;
-        assert_eq!(
-            response.status,
-            StatusCode::BAD_REQUEST,
-            "{content_type} {body:?}"
-        );
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{content_type} {body:?}");
         assert_eq!(response.code(), "malformed_request");
     }
-    for path in [
-        "/api/v1/customers/not-a-uuid",
-        "/api/v1/customers/123/360",
-        "/api/v1/customers/%27%20OR%201=1",
-    ] {
+    for path in ["/api/v1/customers/not-a-uuid", "/api/v1/customers/123/360", "/api/v1/customers/%27%20OR%201=1"] {
         let response = app.as_org(app.org_a, Method::GET, path, None).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(response.content_type(), "application/problem+json");
     }
-    let unknown = app
-        .as_org(app.org_a, Method::GET, "/api/v1/nowhere", None)
-        .await;
+    let unknown = app.as_org(app.org_a, Method::GET, "/api/v1/nowhere", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.content_type(), "application/problem+json");
     assert_eq!(app.count("customers").await, 0);
@@ -164,20 +96,8 @@ async fn bad_list_parameters_get_422_naming_the_parameter() {
         ("loyalty_tier=diamond", "loyalty_tier"),
         ("colour=red", "colour"),
     ] {
-        let response = app
-            .as_org(
-                app.org_a,
-                Method::GET,
-                &format!("/api/v1/customers?{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            response.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{query}: {}",
-            response.body
-        );
+        let response = app.as_org(app.org_a, Method::GET, &format!("/api/v1/customers?{query}"), None).await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {}", response.body);
         assert_eq!(response.body["errors"][0]["field"], field, "{query}");
     }
 }
@@ -195,9 +115,7 @@ async fn bad_patches_and_addresses_change_nothing() {
         json!({"tags": [""]}),
         json!({"first_name": "x".repeat(101)}),
     ] {
-        let response = app
-            .as_org(app.org_a, Method::PATCH, &path, Some(body.clone()))
-            .await;
+        let response = app.as_org(app.org_a, Method::PATCH, &path, Some(body.clone())).await;
         assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
     let addresses = format!("{path}/addresses");
@@ -206,9 +124,7 @@ async fn bad_patches_and_addresses_change_nothing() {
         json!({"address_line1": "A", "city": "B", "country": "XX"}),
         json!({"address_line1": "A", "city": "B", "address_type": "home"}),
     ] {
-        let response = app
-            .as_org(app.org_a, Method::POST, &addresses, Some(body.clone()))
-            .await;
+        let response = app.as_org(app.org_a, Method::POST, &addresses, Some(body.clone())).await;
         assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
     let now = app.as_org(app.org_a, Method::GET, &path, None).await;

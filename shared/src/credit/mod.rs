@@ -1,0 +1,390 @@
+//! Store credit: the rules every transport calls. `credit_used` never leaves
+//! `0..=credit_limit`, an order is charged at most once, a release happens at most once, and a
+//! payment is recorded at most once per id or Idempotency-Key.
+
+pub mod model;
+pub mod routes;
+pub mod store;
+
+use chrono::NaiveDate;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::events::{self, types, Envelope};
+use crate::http::{ListResponse, PageRequest};
+use crate::money::Money;
+use model::{
+    AccountChange, CheckResponse, CreditAccount, CreditPayment, CreditStatus, CreditUsage, Movement, MovementKind,
+    NewAccount, NewPayment, UsageStatus,
+};
+use store::{AccountUpdate, UseRefused};
+
+/// Whether a write made something new or found the identical earlier one.
+#[derive(Debug)]
+pub enum Written<T> {
+    Created(T),
+    Replayed(T),
+}
+
+/// The operations that change an account's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusAction {
+    Approve,
+    Suspend,
+    Reactivate,
+    Cancel,
+}
+
+impl StatusAction {
+    /// The status this action leads to from `current`: `Ok(None)` when the account is already
+    /// there (a no-op), 409 when the transition is not allowed.
+    pub fn target(self, current: CreditStatus) -> Result<Option<CreditStatus>, ApiError> {
+        use CreditStatus::*;
+        let (allowed_from, target): (&[CreditStatus], CreditStatus) = match self {
+            Self::Approve => (&[Pending], Approved),
+            Self::Suspend => (&[Approved], Suspended),
+            Self::Reactivate => (&[Suspended], Approved),
+            Self::Cancel => (&[Pending, Approved, Suspended], Cancelled),
+        };
+        if current == target && self != Self::Reactivate {
+            Ok(None)
+        } else if allowed_from.contains(&current) {
+            Ok(Some(target))
+        } else {
+            Err(ApiError::Conflict {
+                code: "invalid_status_transition",
+                detail: "The account's current status does not allow this change.",
+            })
+        }
+    }
+
+    fn movement(self) -> (MovementKind, &'static str) {
+        match self {
+            Self::Approve => (MovementKind::Approved, types::CREDIT_APPROVED),
+            Self::Suspend => (MovementKind::Suspended, types::CREDIT_SUSPENDED),
+            Self::Reactivate => (MovementKind::Reactivated, types::CREDIT_REACTIVATED),
+            Self::Cancel => (MovementKind::Cancelled, types::CREDIT_CANCELLED),
+        }
+    }
+}
+
+fn account_event(account: &CreditAccount) -> serde_json::Value {
+    json!({
+        "customer_id": account.customer_id,
+        "credit_account_id": account.credit_account_id,
+        "status": account.status,
+        "credit_limit": account.credit_limit,
+        "credit_used": account.credit_used,
+        "payment_term_days": account.payment_term_days,
+    })
+}
+
+pub async fn get_account(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<CreditAccount, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// Opens a pending account for an existing, not erased customer.
+pub async fn open(db: &Db, caller: &Caller, customer_id: Uuid, new: NewAccount) -> Result<CreditAccount, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let customer = crate::customers::store::lock(&tx, customer_id).await?;
+    if customer.erased_at.is_some() {
+        return Err(ApiError::Conflict { code: "customer_erased", detail: "The customer's personal data was erased." });
+    }
+    let account = store::insert_account(&tx, customer_id, new.credit_limit, new.payment_term_days).await?;
+    store::record_movement(&tx, &account, MovementKind::Opened, None, &caller.subject).await?;
+    events::record(&tx, types::CREDIT_OPENED, customer_id, account_event(&account)).await?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// Approves, suspends, reactivates or cancels. Approval records the caller as `approved_by`.
+pub async fn change_status(
+    db: &Db,
+    caller: &Caller,
+    customer_id: Uuid,
+    action: StatusAction,
+    reason: Option<&str>,
+) -> Result<CreditAccount, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::lock_account(&tx, customer_id).await?;
+    let Some(status) = action.target(account.status)? else {
+        return Ok(account);
+    };
+    let update = AccountUpdate {
+        status: Some(status),
+        approved_by: (action == StatusAction::Approve).then_some(caller.subject.as_str()),
+        suspension: match action {
+            StatusAction::Suspend => Some(reason),
+            StatusAction::Reactivate => Some(None),
+            _ => None,
+        },
+        ..AccountUpdate::default()
+    };
+    let account = store::update_account(&tx, &account, update).await?;
+    let (kind, event_type) = action.movement();
+    store::record_movement(&tx, &account, kind, reason, &caller.subject).await?;
+    let mut data = account_event(&account);
+    data["reason"] = json!(reason);
+    events::record(&tx, event_type, customer_id, data).await?;
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// Changes the limit (never below what is used) and/or the payment term of new usages.
+pub async fn change_terms(
+    db: &Db,
+    caller: &Caller,
+    customer_id: Uuid,
+    expected_version: Option<i32>,
+    change: AccountChange,
+) -> Result<CreditAccount, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::lock_account(&tx, customer_id).await?;
+    if expected_version.is_some_and(|version| version != account.version) {
+        return Err(ApiError::VersionMismatch);
+    }
+    if account.status == CreditStatus::Cancelled {
+        return Err(ApiError::Conflict { code: "credit_cancelled", detail: "The account is cancelled." });
+    }
+    if change.credit_limit.is_some_and(|limit| limit < account.credit_used) {
+        return Err(ApiError::Rejected {
+            code: "limit_below_used",
+            detail: format!("The limit cannot be below the credit in use, {}.", account.credit_used),
+            extra: json!({ "credit_used": account.credit_used }),
+        });
+    }
+    let limit_changed = change.credit_limit.filter(|limit| *limit != account.credit_limit);
+    let terms_changed = change.payment_term_days.filter(|days| *days != account.payment_term_days);
+    if limit_changed.is_none() && terms_changed.is_none() {
+        return Ok(account);
+    }
+    let update =
+        AccountUpdate { credit_limit: limit_changed, payment_term_days: terms_changed, ..AccountUpdate::default() };
+    let account = store::update_account(&tx, &account, update).await?;
+    if limit_changed.is_some() {
+        store::record_movement(&tx, &account, MovementKind::LimitChanged, None, &caller.subject).await?;
+        events::record(&tx, types::CREDIT_LIMIT_CHANGED, customer_id, account_event(&account)).await?;
+    }
+    if terms_changed.is_some() {
+        store::record_movement(&tx, &account, MovementKind::TermsChanged, None, &caller.subject).await?;
+    }
+    tx.commit().await?;
+    Ok(account)
+}
+
+/// Whether `amount` could be used now; answers without reserving anything.
+pub async fn check(db: &Db, caller: &Caller, customer_id: Uuid, amount: Money) -> Result<CheckResponse, ApiError> {
+    let account = get_account(db, caller, customer_id).await?;
+    Ok(CheckResponse {
+        available: account.status == CreditStatus::Approved && amount <= account.credit_available,
+        credit_available: account.credit_available,
+        status: account.status,
+    })
+}
+
+/// Charges an order to the customer's credit, at most once per order id.
+pub async fn use_credit(
+    db: &Db,
+    caller: &Caller,
+    customer_id: Uuid,
+    order_id: Uuid,
+    amount: Money,
+) -> Result<Written<CreditUsage>, ApiError> {
+    let mut conn = db.connection().await?;
+    let data = json!({ "customer_id": customer_id, "order_id": order_id, "amount": amount });
+    let event = Envelope::new(caller.organization_id, types::CREDIT_USED, data);
+    let refused = {
+        let tx = conn.begin(caller.organization_id).await?;
+        match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
+            Ok(usage) => {
+                tx.commit().await?;
+                return Ok(Written::Created(usage));
+            }
+            Err(refused) => refused,
+        }
+    };
+    // Nothing was written (a unique violation aborted the transaction): explain why in a new one.
+    let tx = conn.begin(caller.organization_id).await?;
+    if let Some((charged_customer, usage)) = store::find_usage_by_order(&tx, order_id).await? {
+        return if charged_customer == customer_id && usage.amount == amount {
+            Ok(Written::Replayed(usage))
+        } else {
+            Err(ApiError::Conflict {
+                code: "order_amount_mismatch",
+                detail: "This order was already charged with another amount or to another customer.",
+            })
+        };
+    }
+    if matches!(refused, UseRefused::OrderTaken) {
+        return Err(ApiError::Unexpected(anyhow::anyhow!("an order's usage vanished after a unique violation")));
+    }
+    let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
+    if account.status != CreditStatus::Approved {
+        return Err(ApiError::Rejected {
+            code: "credit_not_approved",
+            detail: format!("The credit account is {}, not approved.", account.status),
+            extra: json!({ "status": account.status }),
+        });
+    }
+    Err(ApiError::Rejected {
+        code: "insufficient_credit",
+        detail: format!("Only {} of credit is available.", account.credit_available),
+        extra: json!({ "credit_available": account.credit_available }),
+    })
+}
+
+/// Releases an order's usage; releasing it again is a no-op that answers the released usage.
+pub async fn release(db: &Db, caller: &Caller, customer_id: Uuid, order_id: Uuid) -> Result<CreditUsage, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::lock_account(&tx, customer_id).await?;
+    let data =
+        json!({ "customer_id": customer_id, "credit_account_id": account.credit_account_id, "order_id": order_id });
+    let event = Envelope::new(caller.organization_id, types::CREDIT_RELEASED, data);
+    if let Some(usage) = store::release(&tx, &account, order_id, &caller.subject, &event).await? {
+        tx.commit().await?;
+        return Ok(usage);
+    }
+    match store::find_usage_by_order(&tx, order_id).await? {
+        Some((owner, usage)) if owner == customer_id => match usage.status {
+            UsageStatus::Cancelled => Ok(usage),
+            _ => Err(ApiError::Conflict { code: "usage_already_paid", detail: "The order's credit is already paid." }),
+        },
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Records a payment at most once per `payment_id` / Idempotency-Key.
+pub async fn record_payment(
+    db: &Db,
+    caller: &Caller,
+    customer_id: Uuid,
+    payment: NewPayment,
+) -> Result<Written<CreditPayment>, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::lock_account(&tx, customer_id).await?;
+    if let Some(earlier) = store::find_payment(&tx, payment.payment_id, payment.idempotency_key.as_deref()).await? {
+        return if earlier.credit_account_id == account.credit_account_id && earlier.matches(&payment) {
+            Ok(Written::Replayed(earlier))
+        } else {
+            Err(ApiError::Conflict {
+                code: "idempotency_conflict",
+                detail: "This payment_id or Idempotency-Key was used for a different payment.",
+            })
+        };
+    }
+    if payment.amount > account.credit_used {
+        return Err(ApiError::Rejected {
+            code: "payment_exceeds_balance",
+            detail: format!("The payment is more than the {} owed.", account.credit_used),
+            extra: json!({ "credit_used": account.credit_used }),
+        });
+    }
+    let payment_id = payment.payment_id.unwrap_or_else(Uuid::now_v7);
+    let data = json!({
+        "customer_id": customer_id,
+        "credit_account_id": account.credit_account_id,
+        "payment_id": payment_id,
+        "amount": payment.amount,
+        "payment_method": payment.payment_method,
+    });
+    let event = Envelope::new(caller.organization_id, types::CREDIT_PAYMENT_RECORDED, data);
+    let recorded = store::record_payment(&tx, &account, &payment, payment_id, &caller.subject, &event).await?;
+    tx.commit().await?;
+    Ok(Written::Created(recorded))
+}
+
+pub async fn list_usages(
+    db: &Db,
+    caller: &Caller,
+    customer_id: Uuid,
+    status: Option<UsageStatus>,
+    page: PageRequest,
+) -> Result<ListResponse<CreditUsage>, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
+    let rows = store::list_usages(&tx, &account, status, page.after_seq()?, page.fetch_limit()).await?;
+    tx.commit().await?;
+    Ok(page.page_by_seq(rows, |usage| usage.usage_seq))
+}
+
+pub async fn list_payments(
+    db: &Db,
+    caller: &Caller,
+    customer_id: Uuid,
+    page: PageRequest,
+) -> Result<ListResponse<CreditPayment>, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
+    let rows = store::list_payments(&tx, &account, page.after_seq()?, page.fetch_limit()).await?;
+    tx.commit().await?;
+    Ok(page.page_by_seq(rows, |payment| payment.payment_seq))
+}
+
+/// The account's movements, replayed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Statement {
+    pub credit_account_id: Uuid,
+    pub credit_limit: Money,
+    pub credit_used: Money,
+    pub items: Vec<Movement>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn statement(db: &Db, caller: &Caller, customer_id: Uuid, page: PageRequest) -> Result<Statement, ApiError> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
+    let rows = store::statement(&tx, &account, page.after_seq()?, page.fetch_limit()).await?;
+    tx.commit().await?;
+    let ListResponse { items, next_cursor } = page.page_by_seq(rows, |movement| movement.movement_seq);
+    Ok(Statement {
+        credit_account_id: account.credit_account_id,
+        credit_limit: account.credit_limit,
+        credit_used: account.credit_used,
+        items,
+        next_cursor,
+    })
+}
+
+/// The nightly job: in every organization, pending usages due before `today` become overdue,
+/// each with a movement and a `customers.credit.overdue` event. Returns how many changed.
+pub async fn mark_overdue(db: &Db, today: NaiveDate) -> anyhow::Result<usize> {
+    let mut marked = 0;
+    for organization_id in db.organizations().await? {
+        let mut conn = db.connection().await?;
+        let tx = conn.begin(organization_id).await?;
+        let overdue = store::mark_overdue(&tx, today, "overdue-job").await.map_err(anyhow::Error::from)?;
+        let events: Vec<(Uuid, Envelope)> = overdue
+            .iter()
+            .map(|row| {
+                let data = json!({
+                    "customer_id": row.customer_id,
+                    "credit_account_id": row.usage.credit_account_id,
+                    "usage_id": row.usage.usage_id,
+                    "order_id": row.usage.order_id,
+                    "amount_owed": Money::from_decimal(row.usage.amount.amount() - row.usage.amount_paid.amount()),
+                    "due_date": row.usage.due_date,
+                });
+                (row.customer_id, Envelope::new(organization_id, types::CREDIT_OVERDUE, data))
+            })
+            .collect();
+        events::record_many(&tx, &events).await?;
+        tx.commit().await?;
+        marked += overdue.len();
+    }
+    Ok(marked)
+}

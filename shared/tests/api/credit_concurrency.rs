@@ -1,0 +1,219 @@
+//! Credit invariants under concurrency: many clients using, releasing and paying at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use http::{Method, StatusCode};
+use rust_decimal::Decimal;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+/// A small deterministic generator, one per client.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % sides
+    }
+}
+
+/// An order some client charged, so others can replay, mismatch or release it.
+#[derive(Clone, Copy)]
+struct Charged {
+    customer: Uuid,
+    order: Uuid,
+    amount_cents: u64,
+    released: bool,
+}
+
+fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// Runs `clients` concurrent clients of `operations` each against the accounts: 60% uses
+/// (a fifth of them repeating a charged order), 25% releases (a tenth of them repeating a
+/// release), 15% payments. Returns the count of each status seen.
+async fn mixed_workload(
+    app: &Arc<TestApp>,
+    accounts: &[Uuid],
+    hot: Uuid,
+    clients: u64,
+    operations: u64,
+) -> HashMap<u16, usize> {
+    let charged: Arc<Mutex<Vec<Charged>>> = Arc::default();
+    let first_usage: Arc<Mutex<HashMap<Uuid, String>>> = Arc::default();
+    let tasks = (0..clients).map(|client| {
+        let (app, charged, first_usage, accounts) =
+            (app.clone(), charged.clone(), first_usage.clone(), accounts.to_vec());
+        tokio::spawn(async move {
+            let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ ((client + 1) * 0x1000_0001));
+            let mut statuses = HashMap::new();
+            for _ in 0..operations {
+                let customer =
+                    if dice.roll(2) == 0 { hot } else { accounts[dice.roll(accounts.len() as u64) as usize] };
+                let roll = dice.roll(100);
+                let response = if roll < 60 {
+                    let earlier = {
+                        let charged = charged.lock().unwrap();
+                        (dice.roll(5) == 0 && !charged.is_empty())
+                            .then(|| charged[dice.roll(charged.len() as u64) as usize])
+                    };
+                    let (customer, order, cents) = match earlier {
+                        Some(c) if dice.roll(4) == 0 => (c.customer, c.order, c.amount_cents + 1),
+                        Some(c) => (c.customer, c.order, c.amount_cents),
+                        None => (customer, Uuid::new_v4(), 100 + dice.roll(5_000)),
+                    };
+                    let body = json!({"order_id": order, "amount": money(cents)});
+                    let path = format!("/api/v1/customers/{customer}/credit/usages");
+                    let response = app.as_org(app.org_a, Method::POST, &path, Some(body)).await;
+                    match response.status {
+                        StatusCode::CREATED => {
+                            let usage = response.body["usage_id"].as_str().unwrap().to_string();
+                            assert!(
+                                first_usage.lock().unwrap().insert(order, usage).is_none(),
+                                "order {order} charged twice"
+                            );
+                            charged.lock().unwrap().push(Charged {
+                                customer,
+                                order,
+                                amount_cents: cents,
+                                released: false,
+                            });
+                        }
+                        StatusCode::OK => {
+                            let usage = response.body["usage_id"].as_str().unwrap();
+                            assert_eq!(
+                                first_usage.lock().unwrap().get(&order).map(String::as_str),
+                                Some(usage),
+                                "replay of {order}"
+                            );
+                        }
+                        StatusCode::CONFLICT => {
+                            assert_eq!(response.code(), "order_amount_mismatch")
+                        }
+                        StatusCode::UNPROCESSABLE_ENTITY => {
+                            assert_eq!(response.code(), "insufficient_credit")
+                        }
+                        other => panic!("use answered {other}: {}", response.body),
+                    }
+                    response
+                } else if roll < 85 {
+                    let target = {
+                        let mut charged = charged.lock().unwrap();
+                        let open: Vec<usize> = (0..charged.len()).filter(|i| !charged[*i].released).collect();
+                        let released: Vec<usize> = (0..charged.len()).filter(|i| charged[*i].released).collect();
+                        let pick = if dice.roll(10) == 0 && !released.is_empty() {
+                            Some(released[dice.roll(released.len() as u64) as usize])
+                        } else if !open.is_empty() {
+                            Some(open[dice.roll(open.len() as u64) as usize])
+                        } else {
+                            None
+                        };
+                        pick.map(|i| {
+                            charged[i].released = true;
+                            charged[i]
+                        })
+                    };
+                    let Some(target) = target else { continue };
+                    let path = format!("/api/v1/customers/{}/credit/usages/{}/release", target.customer, target.order);
+                    let response = app.as_org(app.org_a, Method::POST, &path, None).await;
+                    match response.status {
+                        StatusCode::OK => assert_eq!(response.body["status"], "cancelled"),
+                        StatusCode::CONFLICT => assert_eq!(response.code(), "usage_already_paid"),
+                        other => panic!("release answered {other}: {}", response.body),
+                    }
+                    response
+                } else {
+                    let body = json!({"amount": money(100 + dice.roll(3_000)), "payment_method": "cash"});
+                    let path = format!("/api/v1/customers/{customer}/credit/payments");
+                    let response = app.as_org(app.org_a, Method::POST, &path, Some(body)).await;
+                    match response.status {
+                        StatusCode::CREATED => {}
+                        StatusCode::UNPROCESSABLE_ENTITY => {
+                            assert_eq!(response.code(), "payment_exceeds_balance")
+                        }
+                        other => panic!("payment answered {other}: {}", response.body),
+                    }
+                    response
+                };
+                *statuses.entry(response.status.as_u16()).or_insert(0) += 1;
+            }
+            statuses
+        })
+    });
+    let mut totals = HashMap::new();
+    for task in futures_util::future::join_all(tasks).await {
+        for (status, count) in task.expect("a client panicked") {
+            *totals.entry(status).or_insert(0) += count;
+        }
+    }
+    totals
+}
+
+/// Every account: `0 <= credit_used <= credit_limit`, `credit_used` equals what open usages
+/// still owe, payments were settled in full, and the movements replay to `credit_used`.
+async fn assert_credit_invariants(app: &TestApp) {
+    let rows = app
+        .admin()
+        .await
+        .query(
+            "SELECT a.credit_account_id, a.credit_limit, a.credit_used,
+                    (SELECT COALESCE(sum(u.amount - u.amount_paid), 0) FROM credit_usages u
+                      WHERE u.credit_account_id = a.credit_account_id AND u.status IN ('pending', 'overdue')) AS owed,
+                    (SELECT COALESCE(sum(u.amount_paid), 0) FROM credit_usages u WHERE u.credit_account_id = a.credit_account_id) AS settled,
+                    (SELECT COALESCE(sum(p.amount), 0) FROM credit_payments p WHERE p.credit_account_id = a.credit_account_id) AS paid,
+                    (SELECT COALESCE(sum(m.amount), 0) FROM credit_movements m WHERE m.credit_account_id = a.credit_account_id) AS replayed,
+                    (SELECT count(*) FROM (SELECT credit_used_after,
+                                                  sum(amount) OVER (ORDER BY movement_seq) AS running
+                                           FROM credit_movements m WHERE m.credit_account_id = a.credit_account_id) r
+                      WHERE r.running <> r.credit_used_after) AS broken_replays
+             FROM credit_accounts a",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let (limit, used, owed): (Decimal, Decimal, Decimal) = (row.get(1), row.get(2), row.get(3));
+        let (settled, paid, replayed): (Decimal, Decimal, Decimal) = (row.get(4), row.get(5), row.get(6));
+        let account: Uuid = row.get(0);
+        assert!(used >= Decimal::ZERO && used <= limit, "{account}: used {used} of {limit}");
+        assert_eq!(used, owed, "{account}: credit_used vs what open usages owe");
+        assert_eq!(settled, paid, "{account}: payments settled on usages vs recorded");
+        assert_eq!(replayed, used, "{account}: movements replay to credit_used");
+        assert_eq!(row.get::<_, i64>(7), 0, "{account}: credit_used_after disagrees with the replay");
+    }
+    let doubles: i64 = app
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM (SELECT order_id FROM credit_usages GROUP BY order_id HAVING count(*) > 1) d",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(doubles, 0, "an order was charged twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_never_overdraw_and_never_charge_an_order_twice() {
+    let app = Arc::new(TestApp::spawn().await);
+    let hot = app.approved_account(app.org_a, "2000.00", 30).await;
+    let mut accounts = Vec::new();
+    for _ in 0..16 {
+        accounts.push(app.approved_account(app.org_a, "300.00", 30).await);
+    }
+    let started = std::time::Instant::now();
+    let statuses = mixed_workload(&app, &accounts, hot, 64, 24).await;
+    println!("64 clients x 24 operations in {:.1?}: statuses {statuses:?}", started.elapsed());
+    assert!(statuses.get(&201).copied().unwrap_or(0) > 100, "{statuses:?}");
+    assert!(statuses.get(&422).copied().unwrap_or(0) > 0, "the limits were reached: {statuses:?}");
+    assert!(statuses.get(&200).copied().unwrap_or(0) > 0, "replays and releases happened: {statuses:?}");
+    assert_credit_invariants(&app).await;
+}
