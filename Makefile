@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token
+.PHONY: dev test services token bench-credit
 
 dev:
 	@infra/local/dev.sh
@@ -14,3 +14,7 @@ services:
 # A fresh 12-hour token for the demo organization.
 token:
 	@. .local/env && JWT_HS256_SECRET=$${JWT_HS256_SECRET:-local-dev-secret} cargo run -q -p devctl -- token
+
+# Credit reservations/s and p50/p99 next to the same SQL run directly; invariants at 10x size.
+bench-credit:
+	@infra/local/bench-credit.sh

@@ -177,6 +177,10 @@ CREATE TABLE credit_usages (
 CREATE INDEX credit_usages_account_idx
     ON credit_usages (organization_id, credit_account_id, usage_seq);
 CREATE INDEX credit_usages_open_due_idx ON credit_usages (due_date) WHERE status = 'pending';
+-- What is still owed, oldest first: payments settle from here and overdue sums read it, so
+-- their cost follows the open usages, not the account's whole history.
+CREATE INDEX credit_usages_open_idx
+    ON credit_usages (credit_account_id, usage_seq) WHERE status IN ('pending', 'overdue');
 
 -- payment_id may come from the caller, so it is unique per organization, not globally.
 CREATE TABLE credit_payments (

@@ -92,7 +92,11 @@ impl DbConnection {
     /// Begins a transaction that sees and writes only `organization_id`'s rows.
     pub async fn begin(&mut self, organization_id: Uuid) -> anyhow::Result<TenantTx<'_>> {
         let tx = self.0.transaction().await.context("beginning a transaction")?;
-        tx.execute("SELECT set_config('app.current_organization_id', $1, true)", &[&organization_id.to_string()])
+        let set_tenant = tx
+            .prepare_cached("SELECT set_config('app.current_organization_id', $1, true)")
+            .await
+            .context("preparing the tenant setting")?;
+        tx.execute(&set_tenant, &[&organization_id.to_string()])
             .await
             .context("setting the tenant of the transaction")?;
         Ok(TenantTx { tx, organization_id })

@@ -200,18 +200,11 @@ pub enum UseRefused {
     NotCharged,
 }
 
-/// Reserves credit for an order in one statement: the conditional UPDATE locks the account
-/// and re-checks status and limit on its latest version; the usage, movement and event rows
-/// follow from its RETURNING. The unique (organization, order) index settles duplicate orders.
-pub async fn use_credit(
-    tx: &TenantTx<'_>,
-    customer_id: Uuid,
-    order_id: Uuid,
-    amount: Money,
-    actor: &str,
-    event: &Envelope,
-) -> Result<Result<CreditUsage, UseRefused>, ApiError> {
-    let sql = format!(
+/// The reservation statement of `use_credit`. Parameters: organization, customer, amount,
+/// usage id, order, actor, movement id, event id, event type, event envelope, event time.
+/// Public so the benchmark can run the same SQL directly as its floor.
+pub fn use_credit_sql() -> String {
+    format!(
         "WITH account AS (
             UPDATE credit_accounts
             SET credit_used = credit_used + $3, version = version + 1, updated_at = now()
@@ -237,7 +230,21 @@ pub async fn use_credit(
             FROM account a, usage u
          )
          SELECT {USAGE_COLUMNS} FROM usage"
-    );
+    )
+}
+
+/// Reserves credit for an order in one statement: the conditional UPDATE locks the account
+/// and re-checks status and limit on its latest version; the usage, movement and event rows
+/// follow from its RETURNING. The unique (organization, order) index settles duplicate orders.
+pub async fn use_credit(
+    tx: &TenantTx<'_>,
+    customer_id: Uuid,
+    order_id: Uuid,
+    amount: Money,
+    actor: &str,
+    event: &Envelope,
+) -> Result<Result<CreditUsage, UseRefused>, ApiError> {
+    let sql = use_credit_sql();
     let payload = serde_json::to_value(event).context("serializing an event")?;
     let result = tx
         .query_opt(
