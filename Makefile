@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit
+.PHONY: dev test services token bench-credit bench-search
 
 dev:
 	@infra/local/dev.sh
@@ -18,3 +18,7 @@ token:
 # Credit reservations/s and p50/p99 next to the same SQL run directly; invariants at 10x size.
 bench-credit:
 	@infra/local/bench-credit.sh
+
+# Search p50/p95 per kind of query over 1,000,000 customers, next to the same SQL run directly.
+bench-search:
+	@infra/local/bench-search.sh

@@ -12,5 +12,7 @@ pub mod http;
 pub mod loyalty;
 pub mod migrations;
 pub mod money;
+pub mod search;
+pub mod segments;
 pub mod telemetry;
 mod text_enum;

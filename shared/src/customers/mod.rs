@@ -89,7 +89,10 @@ pub async fn update(
     if changes.fields.is_empty() {
         return Ok(customer);
     }
+    let renamed = changes.fields.iter().any(|field| matches!(*field, "first_name" | "last_name"));
+    let former_words = if renamed { store::name_words(&tx, customer_id).await? } else { Vec::new() };
     let customer = store::update(&tx, &customer).await?;
+    store::forget_unused_name_words(&tx, &former_words).await?;
     events::record(
         &tx,
         types::CUSTOMER_UPDATED,
@@ -119,7 +122,9 @@ pub async fn erase(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<(), Ap
     if customer.erased_at.is_some() {
         return Ok(());
     }
+    let former_words = store::name_words(&tx, customer_id).await?;
     let erased = store::erase(&tx, customer_id).await?;
+    store::forget_unused_name_words(&tx, &former_words).await?;
     store::record_status_change(
         &tx,
         customer_id,

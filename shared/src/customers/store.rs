@@ -14,7 +14,8 @@ const COLUMNS: &str = "customer_id, organization_id, customer_type, first_name, 
     tier_updated_at, preferred_language, marketing_consent, tags, metadata, notes, version, \
     created_at, updated_at, last_purchase_at, erased_at";
 
-fn from_row(row: &Row) -> Customer {
+/// A customer from a row that has (at least) the customer columns.
+pub(crate) fn from_row(row: &Row) -> Customer {
     Customer {
         customer_id: row.get("customer_id"),
         organization_id: row.get("organization_id"),
@@ -202,6 +203,29 @@ pub async fn record_status_change(
     .await
     .context("recording a status change")?;
     Ok(())
+}
+
+/// Forgets name words no customer of the organization uses any more (after an erasure or a
+/// rename), so the search vocabulary keeps no trace of a former name.
+pub async fn forget_unused_name_words(tx: &TenantTx<'_>, words: &[String]) -> Result<(), ApiError> {
+    tx.execute(
+        "DELETE FROM name_words n WHERE n.organization_id = $1 AND n.word = ANY($2) \
+         AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.organization_id = n.organization_id \
+                         AND c.search_words @@ to_tsquery('simple', quote_literal(n.word)))",
+        &[&tx.organization_id(), &words],
+    )
+    .await
+    .context("pruning the name vocabulary")?;
+    Ok(())
+}
+
+/// The words of a customer's name as the search vocabulary holds them.
+pub async fn name_words(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Vec<String>, ApiError> {
+    let row = tx
+        .query_one("SELECT tsvector_to_array(search_words) FROM customers WHERE customer_id = $1", &[&customer_id])
+        .await
+        .context("reading name words")?;
+    Ok(row.get(0))
 }
 
 /// Removes every personal field and address; ids, status history and financial rows stay.

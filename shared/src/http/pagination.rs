@@ -52,6 +52,20 @@ impl PageRequest {
             .transpose()
     }
 
+    /// The (score, id) after which a ranked page starts.
+    pub fn after_score(&self) -> Result<Option<(f64, Uuid)>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|bytes| match bytes.split_at_checked(8) {
+                Some((score, id)) if id.len() == 16 => Ok((
+                    f64::from_be_bytes(score.try_into().expect("eight bytes")),
+                    Uuid::from_slice(id).expect("sixteen bytes"),
+                )),
+                _ => Err(invalid_cursor()),
+            })
+            .transpose()
+    }
+
     /// Rows to fetch: one more than the page, to know whether another page follows.
     pub fn fetch_limit(&self) -> i64 {
         i64::from(self.limit) + 1
@@ -67,7 +81,8 @@ impl PageRequest {
         self.page_with(rows, |row| seq_of(row).to_be_bytes().to_vec())
     }
 
-    fn page_with<T>(&self, mut rows: Vec<T>, key_of: impl Fn(&T) -> Vec<u8>) -> ListResponse<T> {
+    /// `page` for lists ordered by any key; `key_of` gives the bytes the cursor carries.
+    pub fn page_with<T>(&self, mut rows: Vec<T>, key_of: impl Fn(&T) -> Vec<u8>) -> ListResponse<T> {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
         let next_cursor = more.then(|| rows.last().map(|row| URL_SAFE_NO_PAD.encode(key_of(row)))).flatten();

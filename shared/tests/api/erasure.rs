@@ -67,6 +67,12 @@ async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows(
         admin.query_one("SELECT row_to_json(c)::text FROM customers c WHERE customer_id = $1", &[&id]).await.unwrap();
     let stored: String = stored.get(0);
     assert!(!stored.contains("Quintero") && !stored.contains("zq.private"), "the row itself is scrubbed");
+    let remembered: i64 = admin
+        .query_one("SELECT count(*) FROM name_words WHERE word IN ('zacarias', 'quintero')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(remembered, 0, "the search vocabulary forgets the erased name");
     let events: i64 = admin
         .query_one("SELECT count(*) FROM outbox WHERE event_type = 'customers.customer.erased'", &[])
         .await

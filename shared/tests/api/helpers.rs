@@ -38,6 +38,8 @@ pub struct TestApp {
     pub router: Router,
     /// The credit function's router; requests whose path has `/credit` go here.
     pub credit: Router,
+    /// The search function's router; `/customers/search` goes here.
+    pub search: Router,
     pub database: String,
     pub org_a: Uuid,
     pub org_b: Uuid,
@@ -93,7 +95,8 @@ impl TestApp {
         let state = AppState { db, verifier: Arc::new(verifier) };
         Self {
             router: shared::customers::routes::router(state.clone()),
-            credit: shared::credit::routes::router(state),
+            credit: shared::credit::routes::router(state.clone()),
+            search: shared::search::routes::router(state),
             database,
             org_a: Uuid::new_v4(),
             org_b: Uuid::new_v4(),
@@ -110,7 +113,14 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let router = if request.uri().path().contains("/credit") { &self.credit } else { &self.router };
+        let path = request.uri().path();
+        let router = if path.starts_with("/api/v1/customers/search") {
+            &self.search
+        } else if path.contains("/credit") {
+            &self.credit
+        } else {
+            &self.router
+        };
         let response = router.clone().oneshot(request).await.expect("router answers");
         let status = response.status();
         let headers = response.headers().clone();

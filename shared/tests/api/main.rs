@@ -7,5 +7,6 @@ mod customers;
 mod erasure;
 mod helpers;
 mod lambda_event;
+mod search;
 mod tenancy;
 mod validation;

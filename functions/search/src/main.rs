@@ -1,0 +1,12 @@
+//! The `search` Lambda: API Gateway HTTP events into the search router.
+
+use shared::config::Config;
+use shared::http::AppState;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::from_config(&config).await?;
+    lambda_http::run(shared::search::routes::router(state)).await
+}

@@ -1,0 +1,56 @@
+//! Customer search: one query string matched against names (any order, partial, accents and
+//! case ignored, small typos tolerated), email, phone digits and document numbers, ranked.
+
+pub mod query;
+pub mod routes;
+pub mod store;
+
+use serde::Serialize;
+
+use crate::auth::Caller;
+use crate::customers::model::{Customer, CustomerStatus, CustomerType};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::http::{ListResponse, PageRequest};
+use crate::loyalty::LoyaltyTier;
+use crate::segments::SegmentCode;
+use query::SearchQuery;
+
+/// Filters applied to every kind of match.
+#[derive(Debug, Default, Clone)]
+pub struct SearchFilter {
+    pub status: Option<CustomerStatus>,
+    pub customer_type: Option<CustomerType>,
+    pub loyalty_tier: Option<LoyaltyTier>,
+    pub segment: Option<SegmentCode>,
+}
+
+/// A matching customer, its score (higher is better) and what matched best.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SearchHit {
+    /// 4 document, 3 exact phone or email, 2.5 email or name prefix, 1.5-2 similar name.
+    pub score: f64,
+    /// `document`, `phone`, `email` or `name`.
+    pub matched_on: String,
+    #[serde(flatten)]
+    pub customer: Customer,
+}
+
+pub async fn search(
+    db: &Db,
+    caller: &Caller,
+    query: &SearchQuery,
+    filter: &SearchFilter,
+    page: PageRequest,
+) -> Result<ListResponse<SearchHit>, ApiError> {
+    let after = page.after_score()?;
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(caller.organization_id).await?;
+    let hits = store::search(&tx, query, filter, after, page.fetch_limit()).await?;
+    tx.commit().await?;
+    Ok(page.page_with(hits, |hit| {
+        let mut key = hit.score.to_be_bytes().to_vec();
+        key.extend_from_slice(hit.customer.customer_id.as_bytes());
+        key
+    }))
+}

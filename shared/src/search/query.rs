@@ -1,0 +1,89 @@
+//! What a search string can mean: a name, an email fragment, phone digits, a document number.
+//! Parsed once at the edge; the SQL receives only these ready values.
+
+use crate::customers::fields::DocumentNumber;
+
+/// Longest query considered; the rest is ignored.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// The parts of `q` each kind of match uses; `None` skips that kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// The text as typed (trimmed): normalized for names by the database itself, so it
+    /// matches the indexed expression exactly.
+    pub text: String,
+    /// Whether the name is long enough for trigram matching (3+ characters).
+    pub fuzzy_name: bool,
+    /// `LIKE` pattern for a fragment of the email, wildcards escaped.
+    pub email_fragment: Option<String>,
+    /// `LIKE` pattern for the start of the email.
+    pub email_prefix: Option<String>,
+    /// The digits of a phone number, when the text looks like one.
+    pub phone_digits: Option<String>,
+    /// The text as a normalized document number, when it could be one.
+    pub document: Option<String>,
+}
+
+/// Escapes `LIKE` wildcards so that `%`, `_` and `\` match themselves.
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+impl SearchQuery {
+    /// `None` when nothing searchable remains.
+    pub fn parse(q: &str) -> Option<Self> {
+        let text: String = q.trim().chars().filter(|c| !c.is_control()).take(MAX_QUERY_CHARS).collect();
+        if text.is_empty() {
+            return None;
+        }
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        let phone_like = text.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+        let single_word = !text.contains(char::is_whitespace);
+        let lowered = text.to_lowercase();
+        Some(Self {
+            fuzzy_name: text.chars().filter(|c| c.is_alphanumeric()).count() >= 3,
+            email_fragment: (single_word && text.chars().count() >= 3).then(|| format!("%{}%", escape_like(&lowered))),
+            email_prefix: single_word.then(|| format!("{}%", escape_like(&lowered))),
+            phone_digits: (phone_like && digits.len() >= 4).then_some(digits),
+            document: DocumentNumber::parse(&text)
+                .ok()
+                .map(DocumentNumber::into_inner)
+                .filter(|number| number.chars().any(|c| c.is_ascii_digit())),
+            text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_in_any_format_becomes_its_digits() {
+        for (typed, digits) in
+            [("6123-4567", "61234567"), ("+507 6123 4567", "50761234567"), ("(507) 6123-4567", "50761234567")]
+        {
+            assert_eq!(SearchQuery::parse(typed).unwrap().phone_digits.as_deref(), Some(digits), "{typed}");
+        }
+        assert_eq!(SearchQuery::parse("jose 1234").unwrap().phone_digits, None);
+    }
+
+    #[test]
+    fn wildcards_in_the_query_match_themselves() {
+        let query = SearchQuery::parse("100%_a\\b").unwrap();
+        assert_eq!(query.email_fragment.as_deref(), Some("%100\\%\\_a\\\\b%"));
+    }
+
+    #[test]
+    fn documents_are_normalized_and_need_a_digit() {
+        assert_eq!(SearchQuery::parse(" pe-12-345 ").unwrap().document.as_deref(), Some("PE-12-345"));
+        assert_eq!(SearchQuery::parse("perez").unwrap().document, None);
+    }
+
+    #[test]
+    fn short_and_long_queries_are_bounded() {
+        assert!(!SearchQuery::parse("jo").unwrap().fuzzy_name);
+        assert_eq!(SearchQuery::parse(&"a".repeat(1024)).unwrap().text.len(), MAX_QUERY_CHARS);
+        assert_eq!(SearchQuery::parse("   "), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! The search statement: one capped, index-backed branch per kind of match, merged and ranked.
+
+use anyhow::Context;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::query::SearchQuery;
+use super::{SearchFilter, SearchHit};
+use crate::db::TenantTx;
+use crate::error::ApiError;
+
+/// Candidates one branch may contribute: a very common term costs at most this many rows.
+pub const CANDIDATES_PER_MATCH: i64 = 200;
+
+/// Filters every branch applies before its cap, so a filter never hides a match.
+const FILTERS: &str = "AND ($7::text IS NULL OR c.status = $7) AND ($8::text IS NULL OR c.customer_type = $8) \
+    AND ($9::text IS NULL OR c.loyalty_tier = $9) \
+    AND ($10::text IS NULL OR EXISTS (SELECT 1 FROM customer_segments s \
+         WHERE s.organization_id = c.organization_id AND s.customer_id = c.customer_id AND s.segment_code = $10))";
+
+/// Rows the name branch reads from its index before ranking them by similarity.
+const NAME_POOL: i64 = 500;
+
+/// The typed text as the name columns hold it: lower case, accents removed.
+const TYPED_NAME: &str = "lower(immutable_unaccent($2::text))";
+
+/// The typed words (2+ characters), each as the name words it may mean: itself, words it
+/// begins, and similar words (typos), from the organization's vocabulary:
+/// `('jose' | 'josefina') & ('gonzalez' | 'gonzales')`. NULL when no word is known.
+const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', ' & ')::tsquery FROM (
+        SELECT typed.position, string_agg(quote_literal(known.word), ' | ') AS alternatives
+        FROM regexp_split_to_table(lower(immutable_unaccent($2::text)), '[^a-z0-9]+')
+                 WITH ORDINALITY AS typed(word, position)
+        CROSS JOIN LATERAL (
+            SELECT n.word FROM name_words n
+            WHERE n.organization_id = $1
+              AND (n.word = typed.word OR n.word LIKE typed.word || '%' OR n.word % typed.word)
+            ORDER BY n.word = typed.word DESC, similarity(n.word, typed.word) DESC
+            LIMIT 3) known
+        WHERE length(typed.word) >= 2
+        GROUP BY typed.position) words)";
+
+/// The search: one capped, index-backed branch per kind of match, then the best score of each
+/// customer. Scores: exact document 4, exact phone or email 3, email or whole-name prefix 2.5,
+/// phone fragment 2, email fragment 1.8, similar name 1 + word similarity. The name-word branch
+/// runs only when the exact hits that outrank every name-word hit (above 2) do not fill the page.
+pub fn search_sql() -> String {
+    format!(
+        "WITH exact AS (
+            (SELECT c.customer_id, 4.0::float8 AS score, 'document' AS matched_on FROM customers c
+             WHERE $11::text IS NOT NULL AND c.organization_id = $1 AND c.document_number = $11 {FILTERS}
+             LIMIT $15)
+            UNION ALL
+            (SELECT c.customer_id,
+                    CASE WHEN c.phone_digits = $6 OR c.phone_digits = '507' || $6 THEN 3.0 ELSE 2.0 END, 'phone'
+             FROM customers c
+             WHERE $6::text IS NOT NULL AND c.organization_id = $1 AND c.phone_digits LIKE '%' || $6 || '%' {FILTERS}
+             LIMIT $15)
+            UNION ALL
+            (SELECT c.customer_id,
+                    CASE WHEN lower(c.email) = lower($2) THEN 3.0 WHEN lower(c.email) LIKE $5 THEN 2.5 ELSE 1.8 END, 'email'
+             FROM customers c
+             WHERE $4::text IS NOT NULL AND c.organization_id = $1 AND lower(c.email) LIKE $4 {FILTERS}
+             LIMIT $15)
+            UNION ALL
+            (SELECT c.customer_id, 2.5, 'name' FROM customers c
+             WHERE $3 AND c.organization_id = $1
+               AND c.search_name ~>=~ {TYPED_NAME} AND c.search_name ~<~ ({TYPED_NAME} || chr(1114111)) {FILTERS}
+             LIMIT $15)
+         ),
+         words AS (
+            SELECT customer_id, 1.0 + similarity AS score, 'name' AS matched_on FROM (
+                SELECT c.customer_id, word_similarity({TYPED_NAME}, c.search_name)::float8 AS similarity
+                FROM customers c
+                WHERE $16
+                  AND (SELECT count(*) FROM exact e
+                       WHERE e.score > 2.0
+                         AND ($12::float8 IS NULL OR e.score < $12 OR (e.score = $12 AND e.customer_id > $13))) < $14
+                  AND c.organization_id = $1 AND c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
+                LIMIT {NAME_POOL}) pool
+            WHERE similarity >= 0.4
+            ORDER BY similarity DESC, customer_id
+            LIMIT $15
+         ),
+         ranked AS (
+            SELECT customer_id, max(score) AS score, (array_agg(matched_on ORDER BY score DESC))[1] AS matched_on
+            FROM (SELECT * FROM exact UNION ALL SELECT * FROM words) hits
+            GROUP BY customer_id
+         )
+         SELECT r.score, r.matched_on, c.* FROM ranked r
+         JOIN customers c ON c.organization_id = $1 AND c.customer_id = r.customer_id
+         WHERE $12::float8 IS NULL OR r.score < $12 OR (r.score = $12 AND r.customer_id > $13)
+         ORDER BY r.score DESC, r.customer_id
+         LIMIT $14"
+    )
+}
+
+/// The parameters of `search_sql`, in order.
+pub fn search_params(
+    organization_id: Uuid,
+    query: &SearchQuery,
+    filter: &SearchFilter,
+    after: Option<(f64, Uuid)>,
+    limit: i64,
+) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    let has_letters = query.text.chars().any(char::is_alphabetic);
+    vec![
+        Box::new(organization_id),
+        Box::new(query.text.clone()),
+        Box::new(has_letters),
+        Box::new(query.email_fragment.clone()),
+        Box::new(query.email_prefix.clone()),
+        Box::new(query.phone_digits.clone()),
+        Box::new(filter.status),
+        Box::new(filter.customer_type),
+        Box::new(filter.loyalty_tier),
+        Box::new(filter.segment),
+        Box::new(query.document.clone()),
+        Box::new(after.map(|(score, _)| score)),
+        Box::new(after.map(|(_, id)| id)),
+        Box::new(limit),
+        Box::new(CANDIDATES_PER_MATCH),
+        Box::new(has_letters && query.fuzzy_name),
+    ]
+}
+
+/// Per-transaction settings of a search: plan each query for its own values (selectivity
+/// swings from one phone to a name shared by thousands) and match names from a word
+/// similarity of 0.5.
+pub const SEARCH_SETTINGS_SQL: &str = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
+    set_config('pg_trgm.word_similarity_threshold', '0.5', true)";
+
+/// Ranked matches after `after` (the score and id of the previous page's last hit).
+pub async fn search(
+    tx: &TenantTx<'_>,
+    query: &SearchQuery,
+    filter: &SearchFilter,
+    after: Option<(f64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SearchHit>, ApiError> {
+    tx.execute(SEARCH_SETTINGS_SQL, &[]).await.context("tuning the search transaction")?;
+    let params = search_params(tx.organization_id(), query, filter, after, limit);
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let rows = tx.query(&search_sql(), &params).await.context("searching customers")?;
+    Ok(rows
+        .iter()
+        .map(|row| SearchHit {
+            score: row.get("score"),
+            matched_on: row.get("matched_on"),
+            customer: crate::customers::store::from_row(row),
+        })
+        .collect())
+}

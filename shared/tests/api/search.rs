@@ -1,0 +1,246 @@
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+/// (key, first, last, email, phone, document type, document number)
+type Person = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+
+const PEOPLE: &[Person] = &[
+    ("jose", "José", "Pérez", "jose.perez@correo.pa", "6123-4567", "cedula", "8-123-456"),
+    ("jose_luis", "José Luis", "Pérez Batista", "jlperez@empresa.com.pa", "6234-1111", "cedula", "8-765-4321"),
+    ("maria_jose", "María José", "González de la Rosa", "mj.gonzalez@correo.pa", "6555-0101", "cedula", "PE-12-345"),
+    ("maria_fernanda", "María Fernanda", "Núñez Saldaña", "mfnunez@gmail.com", "6777-2222", "passport", "PA1234567"),
+    ("ramon", "Ramón", "Arosemena", "ramon.a@hotmail.com", "+507 223-4567", "cedula", "4-111-222"),
+    ("andes", "Comercial", "Los Andes S.A.", "compras@losandes.com.pa", "+507 264-1000", "ruc", "155596713-2-2015"),
+    ("inigo", "Íñigo", "Muñoz", "inigo.munoz@correo.es", "+34 612 345 678", "passport", "ESX123456"),
+    ("ana_lucia", "Ana Lucía", "Samaniego", "ana.samaniego@correo.pa", "6000-1234", "cedula", "3-456-789"),
+    ("luz_maria", "Luz María", "Quintero De León", "luzmaria@gmail.com", "6111-0000", "cedula", "9-876-543"),
+    ("oscar", "Óscar", "Chávez", "oscar.chavez@correo.pa", "6888-9999", "cedula", "E-8-12345"),
+    ("hector", "Héctor", "Ríos", "hrios@empresa.com.pa", "6999-1234", "cedula", "2-345-6789"),
+    ("veronica", "Verónica", "Castillo", "vero.castillo@yahoo.com", "6444-5555", "cedula", "7-12-345"),
+    ("juan_carlos", "Juan Carlos", "Rodríguez", "jc.rodriguez@correo.pa", "6321-7654", "cedula", "5-55-555"),
+    ("juana", "Juana", "Rodríguez", "juana.r@correo.pa", "6321-7655", "cedula", "5-55-556"),
+];
+
+/// Near-namesakes that a careless search would rank first.
+const DISTRACTORS: &[(&str, &str)] = &[
+    ("Josefina", "Peralta"),
+    ("Juan", "Pérez"),
+    ("María", "Gómez"),
+    ("Ana", "López"),
+    ("Luis", "Batista"),
+    ("Rosa", "González"),
+    ("Carlos", "Rodríguez"),
+    ("Lucía", "Samudio"),
+    ("Ramiro", "Arosemena Díaz"),
+    ("Oscar", "Chen"),
+    ("Hernán", "Ríos"),
+    ("Vera", "Castro"),
+    ("Juan", "Rodas"),
+    ("Marta", "Núñez"),
+    ("José", "Pereira"),
+    ("María", "Rosas"),
+    ("Luz", "Quintana"),
+    ("Iñaki", "Muñiz"),
+    ("Andrés", "Los Santos"),
+];
+
+async fn seed(app: &TestApp) -> std::collections::HashMap<&'static str, Uuid> {
+    let mut ids = std::collections::HashMap::new();
+    for (key, first, last, email, phone, document_type, number) in PEOPLE {
+        let body = json!({"first_name": first, "last_name": last, "email": email, "phone": phone,
+                          "document_type": document_type, "document_number": number,
+                          "customer_type": if *key == "andes" { "b2b" } else { "b2c" }});
+        ids.insert(*key, app.create_customer(app.org_a, body).await);
+    }
+    for (i, (first, last)) in DISTRACTORS.iter().enumerate() {
+        let body = json!({"first_name": first, "last_name": last, "email": format!("otro{i}@correo.pa"),
+                          "phone": format!("6700-{:04}", i), "document_type": "cedula", "document_number": format!("6-60-{i}")});
+        app.create_customer(app.org_a, body).await;
+    }
+    ids
+}
+
+async fn search(app: &TestApp, organization: Uuid, query: &str) -> Value {
+    let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let response = app.as_org(organization, Method::GET, &format!("/api/v1/customers/search?q={encoded}"), None).await;
+    assert_eq!(response.status, StatusCode::OK, "{query:?}: {}", response.body);
+    response.body
+}
+
+fn ids(body: &Value) -> Vec<Uuid> {
+    body["items"].as_array().unwrap().iter().map(|hit| hit["customer_id"].as_str().unwrap().parse().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn support_staff_find_the_customer_they_mean_in_the_top_three() {
+    let app = TestApp::spawn().await;
+    let people = seed(&app).await;
+    let cases: &[(&str, &str)] = &[
+        ("jose perez", "jose"),
+        ("José Pérez", "jose"),
+        ("JOSE PEREZ", "jose"),
+        ("perez jose", "jose"),
+        ("jose peres", "jose"),
+        ("jose prez", "jose"),
+        ("jose luis perez batista", "jose_luis"),
+        ("perez batista", "jose_luis"),
+        ("maria jose gonzalez", "maria_jose"),
+        ("gonzalez de la rosa", "maria_jose"),
+        ("maria gonzales", "maria_jose"),
+        ("nunez saldana", "maria_fernanda"),
+        ("María Fernanda", "maria_fernanda"),
+        ("ramon arosemena", "ramon"),
+        ("arosemena", "ramon"),
+        ("los andes", "andes"),
+        ("inigo munoz", "inigo"),
+        ("Íñigo", "inigo"),
+        ("ana lucia", "ana_lucia"),
+        ("samaniego", "ana_lucia"),
+        ("luz maria quintero", "luz_maria"),
+        ("quintero de leon", "luz_maria"),
+        ("oscar chavez", "oscar"),
+        ("hector rios", "hector"),
+        ("veronica castilo", "veronica"),
+        ("juan carlos rodriguez", "juan_carlos"),
+        ("juana rodriguez", "juana"),
+        ("6123-4567", "jose"),
+        ("+507 6123 4567", "jose"),
+        ("61234567", "jose"),
+        ("(507) 6123-4567", "jose"),
+        ("223-4567", "ramon"),
+        ("+34 612 345 678", "inigo"),
+        ("8-123-456", "jose"),
+        (" pe-12-345 ", "maria_jose"),
+        ("PA1234567", "maria_fernanda"),
+        ("155596713-2-2015", "andes"),
+        ("E-8-12345", "oscar"),
+        ("jose.perez@correo.pa", "jose"),
+        ("JOSE.PEREZ@", "jose"),
+        ("mfnunez", "maria_fernanda"),
+        ("@losandes.com.pa", "andes"),
+        ("hrios", "hector"),
+        ("vero.cast", "veronica"),
+    ];
+    let mut misses = Vec::new();
+    for (query, expected) in cases {
+        let found = ids(&search(&app, app.org_a, query).await);
+        if !found.iter().take(3).any(|id| *id == people[expected]) {
+            misses.push(format!("{query:?} -> {expected} not in the top 3"));
+        }
+    }
+    assert!(misses.is_empty(), "{} of {} queries missed:\n{}", misses.len(), cases.len(), misses.join("\n"));
+}
+
+#[tokio::test]
+async fn an_exact_document_ranks_first_and_says_what_matched() {
+    let app = TestApp::spawn().await;
+    let people = seed(&app).await;
+    let body = search(&app, app.org_a, "8-123-456").await;
+    assert_eq!(ids(&body)[0], people["jose"]);
+    assert_eq!(body["items"][0]["matched_on"], "document");
+    assert_eq!(body["items"][0]["first_name"], "José");
+    let body = search(&app, app.org_a, "6123-4567").await;
+    assert_eq!((ids(&body)[0], body["items"][0]["matched_on"].as_str()), (people["jose"], Some("phone")));
+}
+
+#[tokio::test]
+async fn filters_narrow_every_kind_of_match() {
+    let app = TestApp::spawn().await;
+    let people = seed(&app).await;
+    app.as_org(
+        app.org_a,
+        Method::PATCH,
+        &format!("/api/v1/customers/{}", people["juana"]),
+        Some(json!({"status": "blocked"})),
+    )
+    .await;
+    let path = "/api/v1/customers/search?q=rodriguez&status=blocked";
+    let response = app.as_org(app.org_a, Method::GET, path, None).await;
+    assert_eq!(ids(&response.body), vec![people["juana"]]);
+    let companies =
+        app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=andes&customer_type=b2b", None).await;
+    assert_eq!(ids(&companies.body), vec![people["andes"]]);
+    let nobody = app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=jose&segment=champions", None).await;
+    assert_eq!(ids(&nobody.body), Vec::<Uuid>::new());
+    let bad = app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=jose&segment=vip", None).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let empty = app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=%20%20", None).await;
+    assert_eq!(empty.body["errors"][0]["field"], "q");
+}
+
+#[tokio::test]
+async fn pages_of_a_ranked_search_follow_each_other_without_repeats() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let mut seen = Vec::new();
+    let mut scores = Vec::new();
+    let mut path = "/api/v1/customers/search?q=maria&limit=2".to_string();
+    loop {
+        let page = app.as_org(app.org_a, Method::GET, &path, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for hit in page.body["items"].as_array().unwrap() {
+            seen.push(hit["customer_id"].as_str().unwrap().to_string());
+            scores.push(hit["score"].as_f64().unwrap());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/customers/search?q=maria&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a customer appeared twice");
+    assert!(seen.len() >= 4, "every María: {seen:?}");
+    assert!(scores.windows(2).all(|pair| pair[0] >= pair[1]), "ranked: {scores:?}");
+}
+
+#[tokio::test]
+async fn searches_never_cross_organizations() {
+    let app = TestApp::spawn().await;
+    let people = seed(&app).await;
+    let theirs = app
+        .create_customer(app.org_b, json!({"first_name": "José", "last_name": "Pérez", "email": "jose.perez@correo.pa",
+                                           "phone": "6123-4567", "document_type": "cedula", "document_number": "8-123-456"}))
+        .await;
+    for query in ["jose perez", "6123-4567", "8-123-456", "jose.perez@"] {
+        let found = ids(&search(&app, app.org_a, query).await);
+        assert!(!found.contains(&theirs), "{query}: organization B's customer leaked");
+        assert_eq!(found[0], people["jose"]);
+        assert_eq!(ids(&search(&app, app.org_b, query).await), vec![theirs], "{query}");
+    }
+    let only_a = search(&app, app.org_b, "samaniego").await;
+    assert_eq!(ids(&only_a), Vec::<Uuid>::new());
+}
+
+#[tokio::test]
+async fn injection_looking_input_answers_normally() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let long = "x".repeat(1024);
+    for query in [
+        "%",
+        "_",
+        "'",
+        "\\",
+        "%%%",
+        "' OR 1=1 --",
+        "a_b%c\\d",
+        "jose'; DROP TABLE customers; --",
+        &long,
+        "😀",
+        "José 😀",
+        "🇵🇦 6123-4567",
+        "\u{0}jose",
+        "()",
+        "+",
+        "---",
+    ] {
+        let body = search(&app, app.org_a, query).await;
+        if ["%", "_", "%%%", "\\"].contains(&query) {
+            assert_eq!(ids(&body), Vec::<Uuid>::new(), "{query:?} must match literally, not everything");
+        }
+    }
+    assert_eq!(app.count("customers").await as usize, PEOPLE.len() + DISTRACTORS.len());
+}
