@@ -8,6 +8,9 @@ ALTER TABLE customers
     -- "+50761234567" -> "50761234567": phones compared by digits, in any format.
     ADD COLUMN phone_digits text GENERATED ALWAYS AS (
         regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g')) STORED,
+    -- "+50761234567" -> "61234567": Panamanian numbers as they are dialled at home.
+    ADD COLUMN phone_national text GENERATED ALWAYS AS (
+        regexp_replace(regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g'), '^507', '')) STORED,
     -- The words of the name ('jose':1 'perez':2), for word-prefix matching in any order.
     ADD COLUMN search_words tsvector GENERATED ALWAYS AS (
         to_tsvector('simple'::regconfig,
@@ -17,10 +20,13 @@ ALTER TABLE customers
 CREATE INDEX customers_search_words ON customers USING gin (search_words);
 -- Names starting with what was typed, in order: short queries and exact phrases.
 CREATE INDEX customers_search_name_prefix ON customers (organization_id, search_name text_pattern_ops);
--- Email fragments and prefixes.
+-- Under forced row-level security only leakproof operators (equality, range comparisons) may
+-- drive an index, so exact and prefix matches use B-trees; LIKE fragments are a fallback.
+CREATE INDEX customers_email_prefix ON customers (organization_id, lower(email) text_pattern_ops);
 CREATE INDEX customers_email_trgm ON customers USING gin (lower(email) gin_trgm_ops);
--- Phone digits anywhere in the number (with or without the country code).
-CREATE INDEX customers_phone_trgm ON customers USING gin (phone_digits gin_trgm_ops);
+-- Phone digits as typed, with or without the country code.
+CREATE INDEX customers_phone_digits_prefix ON customers (organization_id, phone_digits text_pattern_ops);
+CREATE INDEX customers_phone_national_prefix ON customers (organization_id, phone_national text_pattern_ops);
 -- Document numbers of any type.
 CREATE INDEX customers_document_number_idx ON customers (organization_id, document_number);
 

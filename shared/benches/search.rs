@@ -66,10 +66,10 @@ async fn seed(database: &str, organization: Uuid) {
                 "WITH f AS (SELECT string_to_array($3, ',') AS a), l AS (SELECT string_to_array($4, ',') AS a),
                  people AS (
                     SELECT g,
-                           f.a[1 + floor(power(random(), 3) * array_length(f.a, 1))::int] AS first,
-                           l.a[1 + floor(power(random(), 2.5) * array_length(l.a, 1))::int] ||
+                           f.a[1 + floor(power(random(), 2) * array_length(f.a, 1))::int] AS first,
+                           l.a[1 + floor(power(random(), 1.8) * array_length(l.a, 1))::int] ||
                            CASE WHEN random() < 0.4
-                                THEN ' ' || l.a[1 + floor(power(random(), 2.5) * array_length(l.a, 1))::int]
+                                THEN ' ' || l.a[1 + floor(power(random(), 1.8) * array_length(l.a, 1))::int]
                                 ELSE '' END AS last
                     FROM generate_series($2::int, $2::int + $5 - 1) g, f, l)
                  INSERT INTO customers (customer_id, organization_id, first_name, last_name, email, phone,

@@ -16,7 +16,7 @@ pub struct SearchQuery {
     pub fuzzy_name: bool,
     /// `LIKE` pattern for a fragment of the email, wildcards escaped.
     pub email_fragment: Option<String>,
-    /// `LIKE` pattern for the start of the email.
+    /// The text in lower case, when it could be the start of an email (one word).
     pub email_prefix: Option<String>,
     /// The digits of a phone number, when the text looks like one.
     pub phone_digits: Option<String>,
@@ -43,7 +43,7 @@ impl SearchQuery {
         Some(Self {
             fuzzy_name: text.chars().filter(|c| c.is_alphanumeric()).count() >= 3,
             email_fragment: (single_word && text.chars().count() >= 3).then(|| format!("%{}%", escape_like(&lowered))),
-            email_prefix: single_word.then(|| format!("{}%", escape_like(&lowered))),
+            email_prefix: single_word.then(|| lowered.clone()),
             phone_digits: (phone_like && digits.len() >= 4).then_some(digits),
             document: DocumentNumber::parse(&text)
                 .ok()

@@ -42,49 +42,68 @@ const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', '
 
 /// The search: one capped, index-backed branch per kind of match, then the best score of each
 /// customer. Scores: exact document 4, exact phone or email 3, email or whole-name prefix 2.5,
-/// phone fragment 2, email fragment 1.8, similar name 1 + word similarity. The name-word branch
+/// phone prefix 2, email fragment 1.8 (only when no email starts with the text), similar name
+/// 1 + word similarity. Each branch is gated above its capped subquery, so a branch that does
+/// not apply never scans: under forced RLS a folded `false` inside it would not stop the scan. The name-word branch
 /// runs only when the exact hits that outrank every name-word hit (above 2) do not fill the page.
 pub fn search_sql() -> String {
     format!(
         "WITH exact AS (
-            (SELECT c.customer_id, 4.0::float8 AS score, 'document' AS matched_on FROM customers c
-             WHERE $11::text IS NOT NULL AND c.organization_id = $1 AND c.document_number = $11 {FILTERS}
-             LIMIT $15)
+            (SELECT * FROM (
+                SELECT c.customer_id, 4.0::float8 AS score, 'document' AS matched_on FROM customers c
+                WHERE c.organization_id = $1 AND c.document_number = $11 {FILTERS}
+                LIMIT $15) hit
+             WHERE $11::text IS NOT NULL)
             UNION ALL
-            (SELECT c.customer_id,
-                    CASE WHEN c.phone_digits = $6 OR c.phone_digits = '507' || $6 THEN 3.0 ELSE 2.0 END, 'phone'
-             FROM customers c
-             WHERE $6::text IS NOT NULL AND c.organization_id = $1 AND c.phone_digits LIKE '%' || $6 || '%' {FILTERS}
-             LIMIT $15)
+            (SELECT * FROM (
+                SELECT c.customer_id, CASE WHEN c.phone_digits = $6 THEN 3.0 ELSE 2.0 END::float8, 'phone' FROM customers c
+                WHERE c.organization_id = $1 AND c.phone_digits ~>=~ $6 AND c.phone_digits ~<~ ($6 || '~') {FILTERS}
+                LIMIT $15) hit
+             WHERE $6::text IS NOT NULL)
             UNION ALL
-            (SELECT c.customer_id,
-                    CASE WHEN lower(c.email) = lower($2) THEN 3.0 WHEN lower(c.email) LIKE $5 THEN 2.5 ELSE 1.8 END, 'email'
-             FROM customers c
-             WHERE $4::text IS NOT NULL AND c.organization_id = $1 AND lower(c.email) LIKE $4 {FILTERS}
-             LIMIT $15)
+            (SELECT * FROM (
+                SELECT c.customer_id, CASE WHEN c.phone_national = $6 THEN 3.0 ELSE 2.0 END::float8, 'phone' FROM customers c
+                WHERE c.organization_id = $1 AND c.phone_national ~>=~ $6 AND c.phone_national ~<~ ($6 || '~') {FILTERS}
+                LIMIT $15) hit
+             WHERE $6::text IS NOT NULL)
             UNION ALL
-            (SELECT c.customer_id, 2.5, 'name' FROM customers c
-             WHERE $3 AND c.organization_id = $1
-               AND c.search_name ~>=~ {TYPED_NAME} AND c.search_name ~<~ ({TYPED_NAME} || chr(1114111)) {FILTERS}
-             LIMIT $15)
+            (SELECT * FROM (
+                SELECT c.customer_id, CASE WHEN lower(c.email) = $5 THEN 3.0 ELSE 2.5 END::float8, 'email' FROM customers c
+                WHERE c.organization_id = $1
+                  AND lower(c.email) ~>=~ $5 AND lower(c.email) ~<~ ($5 || chr(1114111)) {FILTERS}
+                LIMIT $15) hit
+             WHERE $5::text IS NOT NULL)
+            UNION ALL
+            (SELECT * FROM (
+                SELECT c.customer_id, 2.5::float8, 'name' FROM customers c
+                WHERE c.organization_id = $1
+                  AND c.search_name ~>=~ {TYPED_NAME} AND c.search_name ~<~ ({TYPED_NAME} || chr(1114111)) {FILTERS}
+                LIMIT $15) hit
+             WHERE $3)
+         ),
+         fragments AS (
+            SELECT * FROM (
+                SELECT c.customer_id, 1.8::float8 AS score, 'email' AS matched_on FROM customers c
+                WHERE c.organization_id = $1 AND lower(c.email) LIKE $4 {FILTERS}
+                LIMIT $15) hit
+            WHERE $4::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM exact WHERE matched_on = 'email')
          ),
          words AS (
             SELECT customer_id, 1.0 + similarity AS score, 'name' AS matched_on FROM (
                 SELECT c.customer_id, word_similarity({TYPED_NAME}, c.search_name)::float8 AS similarity
                 FROM customers c
-                WHERE $16
-                  AND (SELECT count(*) FROM exact e
-                       WHERE e.score > 2.0
-                         AND ($12::float8 IS NULL OR e.score < $12 OR (e.score = $12 AND e.customer_id > $13))) < $14
-                  AND c.organization_id = $1 AND c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
+                WHERE c.organization_id = $1 AND c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
                 LIMIT {NAME_POOL}) pool
-            WHERE similarity >= 0.4
+            WHERE similarity >= 0.4 AND $16
+              AND (SELECT count(*) FROM exact e
+                   WHERE e.score > 2.0
+                     AND ($12::float8 IS NULL OR e.score < $12 OR (e.score = $12 AND e.customer_id > $13))) < $14
             ORDER BY similarity DESC, customer_id
             LIMIT $15
          ),
          ranked AS (
             SELECT customer_id, max(score) AS score, (array_agg(matched_on ORDER BY score DESC))[1] AS matched_on
-            FROM (SELECT * FROM exact UNION ALL SELECT * FROM words) hits
+            FROM (SELECT * FROM exact UNION ALL SELECT * FROM fragments UNION ALL SELECT * FROM words) hits
             GROUP BY customer_id
          )
          SELECT r.score, r.matched_on, c.* FROM ranked r
