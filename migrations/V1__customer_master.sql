@@ -296,10 +296,12 @@ CREATE INDEX outbox_pending_idx ON outbox (occurred_at) WHERE published_at IS NU
 
 -- Inbound event ids already applied: recorded in the transaction that applies the event.
 CREATE TABLE inbound_events (
-    event_id        uuid PRIMARY KEY,
     organization_id uuid NOT NULL,
+    event_id        uuid NOT NULL,
     event_type      varchar(100) NOT NULL,
-    applied_at      timestamptz NOT NULL DEFAULT now()
+    applied_at      timestamptz NOT NULL DEFAULT now(),
+    -- Per organization: another tenant's event id must never look like a duplicate here.
+    PRIMARY KEY (organization_id, event_id)
 );
 
 -- 360 view ----------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("malformed request: {0}")]
     Malformed(String),
     #[error("validation failed")]
@@ -81,6 +83,12 @@ impl ApiError {
             Self::NotFound => {
                 (StatusCode::NOT_FOUND, "not_found", "Not Found", "No such resource in this organization.".into())
             }
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method Not Allowed",
+                "This route does not accept that method.".into(),
+            ),
             Self::Malformed(detail) => {
                 (StatusCode::BAD_REQUEST, "malformed_request", "Malformed Request", detail.clone())
             }

@@ -217,7 +217,13 @@ pub async fn use_credit(
     let tx = conn.begin(caller.organization_id).await?;
     if let Some((charged_customer, usage)) = store::find_usage_by_order(&tx, order_id).await? {
         return if charged_customer == customer_id && usage.amount == amount {
-            Ok(Written::Replayed(usage))
+            match usage.status {
+                UsageStatus::Cancelled => Err(ApiError::Conflict {
+                    code: "order_released",
+                    detail: "This order's credit was released; charge it under a new order id.",
+                }),
+                _ => Ok(Written::Replayed(usage)),
+            }
         } else {
             Err(ApiError::Conflict {
                 code: "order_amount_mismatch",
@@ -363,28 +369,40 @@ pub async fn statement(db: &Db, caller: &Caller, customer_id: Uuid, page: PageRe
 /// The nightly job: in every organization, pending usages due before `today` become overdue,
 /// each with a movement and a `customers.credit.overdue` event. Returns how many changed.
 pub async fn mark_overdue(db: &Db, today: NaiveDate) -> anyhow::Result<usize> {
-    let mut marked = 0;
+    let (mut marked, mut failed) = (0, 0);
     for organization_id in db.organizations().await? {
-        let mut conn = db.connection().await?;
-        let tx = conn.begin(organization_id).await?;
-        let overdue = store::mark_overdue(&tx, today, "overdue-job").await.map_err(anyhow::Error::from)?;
-        let events: Vec<(Uuid, Envelope)> = overdue
-            .iter()
-            .map(|row| {
-                let data = json!({
-                    "customer_id": row.customer_id,
-                    "credit_account_id": row.usage.credit_account_id,
-                    "usage_id": row.usage.usage_id,
-                    "order_id": row.usage.order_id,
-                    "amount_owed": Money::from_decimal(row.usage.amount.amount() - row.usage.amount_paid.amount()),
-                    "due_date": row.usage.due_date,
-                });
-                (row.customer_id, Envelope::new(organization_id, types::CREDIT_OVERDUE, data))
-            })
-            .collect();
-        events::record_many(&tx, &events).await?;
-        tx.commit().await?;
-        marked += overdue.len();
+        match mark_overdue_in(db, organization_id, today).await {
+            Ok(count) => marked += count,
+            Err(error) => {
+                failed += 1;
+                tracing::error!(%organization_id, error = %crate::error::loggable(&error), "overdue run failed");
+            }
+        }
     }
+    anyhow::ensure!(failed == 0, "the overdue run failed in {failed} organizations ({marked} usages marked elsewhere)");
     Ok(marked)
+}
+
+/// One organization's overdue run, in one transaction.
+async fn mark_overdue_in(db: &Db, organization_id: Uuid, today: NaiveDate) -> anyhow::Result<usize> {
+    let mut conn = db.connection().await?;
+    let tx = conn.begin(organization_id).await?;
+    let overdue = store::mark_overdue(&tx, today, "overdue-job").await.map_err(anyhow::Error::from)?;
+    let events: Vec<(Uuid, Envelope)> = overdue
+        .iter()
+        .map(|row| {
+            let data = json!({
+                "customer_id": row.customer_id,
+                "credit_account_id": row.usage.credit_account_id,
+                "usage_id": row.usage.usage_id,
+                "order_id": row.usage.order_id,
+                "amount_owed": Money::from_decimal(row.usage.amount.amount() - row.usage.amount_paid.amount()),
+                "due_date": row.usage.due_date,
+            });
+            (row.customer_id, Envelope::new(organization_id, types::CREDIT_OVERDUE, data))
+        })
+        .collect();
+    events::record_many(&tx, &events).await?;
+    tx.commit().await?;
+    Ok(overdue.len())
 }

@@ -239,7 +239,16 @@ impl PaymentRequest {
             crate::customers::fields::bounded_text(&r, 255)
         });
         let key = v.check_opt("Idempotency-Key", idempotency_key, |k| crate::customers::fields::bounded_text(&k, 255));
-        let (Some(payment_reference), Some(idempotency_key)) = (reference, key) else {
+        let payment_date = v.check_opt("payment_date", self.payment_date, |date| {
+            let earliest = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
+            let latest = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+            (earliest..=latest)
+                .contains(&date)
+                .then_some(date)
+                .ok_or_else(|| "must be between 2000-01-01 and today".into())
+        });
+        let (Some(payment_reference), Some(idempotency_key), Some(payment_date)) = (reference, key, payment_date)
+        else {
             return Err(v.into_error());
         };
         Ok(NewPayment {
@@ -248,7 +257,7 @@ impl PaymentRequest {
             amount: self.amount,
             payment_method: self.payment_method,
             payment_reference,
-            payment_date: self.payment_date,
+            payment_date,
         })
     }
 }
@@ -256,7 +265,9 @@ impl PaymentRequest {
 impl CreditPayment {
     /// Whether a repeated request describes this same payment.
     pub fn matches(&self, request: &NewPayment) -> bool {
-        self.amount == request.amount
+        request.payment_id.is_none_or(|id| id == self.payment_id)
+            && request.idempotency_key.as_ref().is_none_or(|key| Some(key) == self.idempotency_key.as_ref())
+            && self.amount == request.amount
             && self.payment_method == request.payment_method
             && self.payment_reference == request.payment_reference
             && request.payment_date.is_none_or(|date| date == self.payment_date)

@@ -131,7 +131,20 @@ pub fn metadata(value: serde_json::Value) -> Result<serde_json::Value, String> {
     if value.to_string().len() > 16 * 1024 {
         return Err("must be at most 16 KB".into());
     }
+    if contains_nul(&value) {
+        return Err("must not contain the NUL character".into());
+    }
     Ok(value)
+}
+
+/// Whether any key or string in the JSON holds `\0`, which PostgreSQL's jsonb refuses.
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        _ => false,
+    }
 }
 
 /// A birth date in the past and after 1900.

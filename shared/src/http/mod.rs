@@ -52,6 +52,7 @@ pub fn finish_router(router: Router, api: utoipa::openapi::OpenApi) -> Router {
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(request_span))
 }
 

@@ -38,12 +38,13 @@ impl SearchQuery {
         }
         let digits: String = text.chars().filter(char::is_ascii_digit).collect();
         let phone_like = text.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
-        let single_word = !text.contains(char::is_whitespace);
+        let could_be_email = !text.contains(char::is_whitespace) && text.chars().any(|c| c.is_alphabetic() || c == '@');
         let lowered = text.to_lowercase();
         Some(Self {
             fuzzy_name: text.chars().filter(|c| c.is_alphanumeric()).count() >= 3,
-            email_fragment: (single_word && text.chars().count() >= 3).then(|| format!("%{}%", escape_like(&lowered))),
-            email_prefix: single_word.then(|| lowered.clone()),
+            email_fragment: (could_be_email && text.chars().count() >= 3)
+                .then(|| format!("%{}%", escape_like(&lowered))),
+            email_prefix: could_be_email.then(|| lowered.clone()),
             phone_digits: (phone_like && digits.len() >= 4).then_some(digits),
             document: DocumentNumber::parse(&text)
                 .ok()
@@ -66,6 +67,7 @@ mod tests {
             assert_eq!(SearchQuery::parse(typed).unwrap().phone_digits.as_deref(), Some(digits), "{typed}");
         }
         assert_eq!(SearchQuery::parse("jose 1234").unwrap().phone_digits, None);
+        assert_eq!(SearchQuery::parse("6123-4567").unwrap().email_prefix, None, "a phone is not an email");
     }
 
     #[test]

@@ -104,8 +104,9 @@ async fn release_returns_the_credit_once_and_repeating_it_is_a_no_op() {
         .as_org(app.org_a, Method::POST, &format!("{}/usages/{}/release", credit(customer), Uuid::new_v4()), None)
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    let replay_after_release = use_credit(&app, customer, order, "80.00").await;
-    assert_eq!(replay_after_release.status, StatusCode::OK, "the order stays charged once, now released");
+    let after_release = use_credit(&app, customer, order, "80.00").await;
+    assert_eq!(after_release.status, StatusCode::CONFLICT, "a released order is not silently answered as charged");
+    assert_eq!(after_release.code(), "order_released");
     assert_eq!(account(&app, customer).await["credit_used"], "0.00");
 }
 
@@ -151,6 +152,14 @@ async fn payments_settle_the_oldest_usages_first_and_are_idempotent() {
     );
     assert_eq!(account(&app, customer).await["credit_used"], "90.00");
 
+    let other_id_same_key = json!({"payment_id": Uuid::new_v4(), "amount": "130.00", "payment_method": "transfer",
+                                   "payment_reference": "TRX-1"});
+    let mismatch = app.send(pay("key-1", other_id_same_key)).await;
+    assert_eq!(mismatch.code(), "idempotency_conflict", "a key and a payment_id that disagree are refused");
+    let too_old = json!({"amount": "1.00", "payment_method": "cash", "payment_date": "-5000-01-01"});
+    let refused_date =
+        app.as_org(app.org_a, Method::POST, &format!("{}/payments", credit(customer)), Some(too_old)).await;
+    assert_eq!(refused_date.status, StatusCode::UNPROCESSABLE_ENTITY);
     let by_id = json!({"payment_id": Uuid::new_v4(), "amount": "20.00", "payment_method": "cash"});
     let first =
         app.as_org(app.org_a, Method::POST, &format!("{}/payments", credit(customer)), Some(by_id.clone())).await;

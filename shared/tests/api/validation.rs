@@ -19,6 +19,7 @@ async fn bad_customer_bodies_get_400_or_422_problem_json_and_write_nothing() {
         (json!({"first_name": "A", "last_name": "B", "birth_date": "1990-13-45"}), "birth_date"),
         (json!({"first_name": "A", "last_name": "B", "birth_date": "2999-01-01"}), "birth_date"),
         (json!({"first_name": "A", "last_name": "B", "metadata": [1, 2]}), "metadata"),
+        (json!({"first_name": "A", "last_name": "B", "metadata": {"k": "a\u{0}b"}}), "metadata"),
         (json!({"first_name": "A", "last_name": "B", "tags": "vip"}), "tags"),
         (json!({"first_name": "A", "last_name": "B", "loyalty_tier": "platinum"}), "loyalty_tier"),
         (json!({"last_name": "B"}), "first_name"),
@@ -78,6 +79,9 @@ async fn malformed_json_wrong_content_type_and_invalid_ids_get_400() {
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(response.content_type(), "application/problem+json");
     }
+    let wrong_method = app.as_org(app.org_a, Method::PUT, "/api/v1/customers", None).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.content_type(), "application/problem+json");
     let unknown = app.as_org(app.org_a, Method::GET, "/api/v1/nowhere", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.content_type(), "application/problem+json");
