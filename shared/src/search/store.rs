@@ -24,11 +24,9 @@ const NAME_POOL: i64 = 500;
 /// The typed text as the name columns hold it: lower case, accents removed.
 const TYPED_NAME: &str = "lower(immutable_unaccent($2::text))";
 
-/// The typed words (2+ characters), each as the name words it may mean: itself, words it
-/// begins, and similar words (typos), from the organization's vocabulary:
-/// `('jose' | 'josefina') & ('gonzalez' | 'gonzales')`. NULL when no word is known.
-const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', ' & ')::tsquery FROM (
-        SELECT typed.position, string_agg(quote_literal(known.word), ' | ') AS alternatives
+/// The typed words (2+ characters) with the vocabulary words each may mean: itself, words it
+/// begins, and similar words (typos), at most three per typed word.
+const CORRECTIONS: &str = "SELECT typed.position, known.word
         FROM regexp_split_to_table(lower(immutable_unaccent($2::text)), '[^a-z0-9]+')
                  WITH ORDINALITY AS typed(word, position)
         CROSS JOIN LATERAL (
@@ -37,18 +35,39 @@ const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', '
               AND (n.word = typed.word OR n.word LIKE typed.word || '%' OR n.word % typed.word)
             ORDER BY n.word = typed.word DESC, similarity(n.word, typed.word) DESC
             LIMIT 3) known
-        WHERE length(typed.word) >= 2
-        GROUP BY typed.position) words)";
+        WHERE length(typed.word) >= 2";
+
+/// Every typed word as one of its corrections, all required, in any order:
+/// `('jose' | 'josefina') & ('gonzalez' | 'gonzales')`. NULL when no word is known.
+const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', ' & ')::tsquery FROM (
+        SELECT position, string_agg(quote_literal(word), ' | ') AS alternatives
+        FROM corrections GROUP BY position) words)";
 
 /// The search: one capped, index-backed branch per kind of match, then the best score of each
 /// customer. Scores: exact document 4, exact phone or email 3, email or whole-name prefix 2.5,
 /// phone prefix 2, email fragment 1.8 (only when no email starts with the text), similar name
-/// 1 + word similarity. Each branch is gated above its capped subquery, so a branch that does
+/// 1 + word similarity (corrected phrases first; the word match in any order only when no
+/// phrase matched). Each branch is gated above its capped subquery, so a branch that does
 /// not apply never scans: under forced RLS a folded `false` inside it would not stop the scan. The name-word branch
 /// runs only when the exact hits that outrank every name-word hit (above 2) do not fill the page.
 pub fn search_sql() -> String {
     format!(
-        "WITH exact AS (
+        "WITH RECURSIVE corrections AS ({CORRECTIONS}),
+         -- The corrected words in the typed order, as whole-name prefixes: B-tree probes, which
+         -- row-level security lets use the index (unlike @@ and LIKE).
+         phrases(position, phrase) AS (
+            SELECT position, word FROM corrections WHERE position = 1
+            UNION ALL
+            SELECT c.position, p.phrase || ' ' || c.word
+            FROM phrases p JOIN corrections c ON c.position = p.position + 1
+         ),
+         -- Both bounds as plain values: an expression such as phrase || chr(..) is not
+         -- leakproof, so row-level security would keep it out of the index condition.
+         whole_phrases AS MATERIALIZED (
+            SELECT phrase, phrase || chr(1114111) AS phrase_end FROM phrases
+            WHERE position = (SELECT max(position) FROM corrections)
+         ),
+         exact AS (
             (SELECT * FROM (
                 SELECT c.customer_id, 4.0::float8 AS score, 'document' AS matched_on FROM customers c
                 WHERE c.organization_id = $1 AND c.document_number = $11 {FILTERS}
@@ -88,13 +107,26 @@ pub fn search_sql() -> String {
                 LIMIT $15) hit
             WHERE $4::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM exact WHERE matched_on = 'email')
          ),
+         corrected AS (
+            SELECT customer_id, max(1.0 + similarity) AS score, 'name' AS matched_on FROM (
+                SELECT hit.customer_id, word_similarity({TYPED_NAME}, hit.search_name)::float8 AS similarity
+                FROM whole_phrases p
+                CROSS JOIN LATERAL (
+                    SELECT c.customer_id, c.search_name FROM customers c
+                    WHERE c.organization_id = $1
+                      AND c.search_name ~>=~ p.phrase AND c.search_name ~<~ p.phrase_end {FILTERS}
+                    ORDER BY c.search_name USING ~<~
+                    LIMIT $15) hit
+                WHERE $16) scored
+            GROUP BY customer_id
+         ),
          words AS (
             SELECT customer_id, 1.0 + similarity AS score, 'name' AS matched_on FROM (
                 SELECT c.customer_id, word_similarity({TYPED_NAME}, c.search_name)::float8 AS similarity
                 FROM customers c
                 WHERE c.organization_id = $1 AND c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
                 LIMIT {NAME_POOL}) pool
-            WHERE similarity >= 0.4 AND $16
+            WHERE similarity >= 0.4 AND $16 AND NOT EXISTS (SELECT 1 FROM corrected)
               AND (SELECT count(*) FROM exact e
                    WHERE e.score > 2.0
                      AND ($12::float8 IS NULL OR e.score < $12 OR (e.score = $12 AND e.customer_id > $13))) < $14
@@ -103,7 +135,8 @@ pub fn search_sql() -> String {
          ),
          ranked AS (
             SELECT customer_id, max(score) AS score, (array_agg(matched_on ORDER BY score DESC))[1] AS matched_on
-            FROM (SELECT * FROM exact UNION ALL SELECT * FROM fragments UNION ALL SELECT * FROM words) hits
+            FROM (SELECT * FROM exact UNION ALL SELECT * FROM fragments UNION ALL SELECT * FROM corrected
+                  UNION ALL SELECT * FROM words) hits
             GROUP BY customer_id
          )
          SELECT r.score, r.matched_on, c.* FROM ranked r
