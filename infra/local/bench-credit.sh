@@ -5,8 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
 infra/local/services.sh
-source .local/env
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+load_environment
 step "building (release) and running the reservation benchmark"
 cargo bench --workspace --bench credit
 step "credit invariants under 64 clients x ${CREDIT_STRESS_OPERATIONS:=240} operations"

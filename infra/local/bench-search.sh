@@ -4,7 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
 infra/local/services.sh
-source .local/env
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+load_environment
 step "building (release) and running the search benchmark"
 cargo bench --workspace --bench search

@@ -4,10 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
 infra/local/services.sh
-source .local/env
-
+load_environment
 export JWT_HS256_SECRET=${JWT_HS256_SECRET:-local-dev-secret}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 port=${PORT:-9000}
 database=${DEV_DATABASE:-customer_service}
 

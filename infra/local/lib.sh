@@ -81,3 +81,9 @@ host = url.hostname or "127.0.0.1"
 print(urllib.parse.urlunparse(url._replace(netloc=f"{user}@{host}:{url.port or 5432}", path="/" + sys.argv[2])))
 PY
 }
+
+# For the commands after services.sh: its settings, and a build cache outside the clone.
+load_environment() {
+  source .local/env
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+}

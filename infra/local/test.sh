@@ -4,8 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
 infra/local/services.sh
-source .local/env
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+load_environment
 command -v sam >/dev/null || pip_install aws-sam-cli sam
 command -v cfn-lint >/dev/null || pip_install cfn-lint cfn-lint
 

@@ -21,6 +21,9 @@ use shared::money::Money;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+mod common;
+use common::{admin, admin_config, runtime_config};
+
 const SECRET: &str = "bench-secret";
 const SPREAD_ACCOUNTS: usize = 10_000;
 const ROUNDS: u32 = 3;
@@ -102,20 +105,6 @@ where
     cell.cpu += process_cpu().saturating_sub(cpu_before);
 }
 
-fn admin_config(database: &str) -> tokio_postgres::Config {
-    let url =
-        std::env::var("ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut config: tokio_postgres::Config = url.parse().expect("ADMIN_DATABASE_URL parses");
-    config.dbname(database);
-    config
-}
-
-async fn admin(database: &str) -> tokio_postgres::Client {
-    let (client, connection) = admin_config(database).connect(tokio_postgres::NoTls).await.expect("PostgreSQL answers");
-    tokio::spawn(connection);
-    client
-}
-
 /// A fresh database with one organization, a hot account and 10,000 more, all approved with
 /// a limit no benchmark reaches. Returns the customers, the hot one first.
 async fn seed(database: &str, organization: Uuid) -> Vec<Uuid> {
@@ -148,12 +137,6 @@ async fn seed(database: &str, organization: Uuid) -> Vec<Uuid> {
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-fn runtime_config(database: &str) -> tokio_postgres::Config {
-    let mut config = admin_config(database);
-    config.user("customer_app");
-    config
 }
 
 /// The credit router over a pool of `size` connections; dropping it closes them.

@@ -19,6 +19,9 @@ use tokio_postgres::types::ToSql;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+mod common;
+use common::{admin, admin_config, runtime_config};
+
 const SECRET: &str = "bench-secret";
 const CUSTOMERS: i32 = 1_000_000;
 
@@ -37,20 +40,6 @@ Cruz,Reyes,Gutiérrez,Ortiz,Ramos,Romero,Medina,Aguilar,Mendoza,Muñoz,Guerrero,
 Pinzón,Villarreal,Caballero,Tejeira,Urriola,Montenegro,Arias,Guardia,Chiari,Fábrega,Ábrego,Solís,Camargo,Araúz,Bonilla,Polanco,\
 Valdés,Julio,Santamaría,Atencio,Murillo,Sáenz,Arcia,Bernal,Cárdenas,Franco,Gil,Ho,Chen,Wong,Lee,Chang,Alvarado,Navarro,Ibarra,\
 Escobar,Sandoval,Córdoba,Zambrano,Lasso,Moscoso,Tuñón,Vallarino,Boyd,Duque,Lombardo,Obaldía,Pitti,Quirós,Sucre,Varela,Yau,Zúñiga";
-
-fn admin_config(database: &str) -> tokio_postgres::Config {
-    let url =
-        std::env::var("ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut config: tokio_postgres::Config = url.parse().expect("ADMIN_DATABASE_URL parses");
-    config.dbname(database);
-    config
-}
-
-async fn admin(database: &str) -> tokio_postgres::Client {
-    let (client, connection) = admin_config(database).connect(tokio_postgres::NoTls).await.expect("PostgreSQL answers");
-    tokio::spawn(connection);
-    client
-}
 
 /// One organization with a million customers, inserted in chunks with progress.
 async fn seed(database: &str, organization: Uuid) {
@@ -204,8 +193,7 @@ async fn run() {
     seed(&database, organization).await;
     println!("seeded in {:.0?}", started.elapsed());
 
-    let mut runtime_config = admin_config(&database);
-    runtime_config.user("customer_app");
+    let runtime_config = runtime_config(&database);
     let auth = AuthConfig {
         keys: TokenKeys::Hs256Secret(SECRET.into()),
         organization_claim: "org_id".into(),

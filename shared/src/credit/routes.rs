@@ -18,7 +18,7 @@ use super::{Statement, StatusAction, Written};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, finish_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
+use crate::http::{etag, function_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,9 +42,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(release))
         .routes(routes!(list_payments, record_payment))
         .routes(routes!(statement));
-    let (router, api) =
-        OpenApiRouter::with_openapi(CreditApi::openapi()).nest("/api/v1", routes).with_state(state).split_for_parts();
-    finish_router(router, api)
+    function_router(CreditApi::openapi(), routes, state)
 }
 
 fn account_response(status: StatusCode, account: CreditAccount) -> Response {

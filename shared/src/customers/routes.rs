@@ -17,7 +17,7 @@ use super::views::{Customer360, CustomerExport, LoyaltyCard};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, finish_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
+use crate::http::{etag, function_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
 use crate::loyalty::LoyaltyTier;
 use crate::money::Money;
 
@@ -40,11 +40,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(get_loyalty))
         .routes(routes!(list_addresses, add_address))
         .routes(routes!(patch_address, delete_address));
-    let (router, api) = OpenApiRouter::with_openapi(CustomersApi::openapi())
-        .nest("/api/v1", routes)
-        .with_state(state)
-        .split_for_parts();
-    finish_router(router, api)
+    function_router(CustomersApi::openapi(), routes, state)
 }
 
 fn location(customer_id: Uuid) -> String {

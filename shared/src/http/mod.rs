@@ -45,9 +45,18 @@ impl FromRef<AppState> for Arc<TokenVerifier> {
     }
 }
 
-/// Completes a function's router: `GET /api/v1/openapi.json` serving `api`, problem+json 404s
-/// for unknown routes, and a span per request carrying the Lambda request id.
-pub fn finish_router(router: Router, api: utoipa::openapi::OpenApi) -> Router {
+/// A function's router: its documented `routes` under `/api/v1`, `GET /api/v1/openapi.json`
+/// serving `api` completed with them, problem+json for unknown routes and methods, and a span
+/// per request carrying the Lambda request id.
+pub fn function_router(
+    api: utoipa::openapi::OpenApi,
+    routes: utoipa_axum::router::OpenApiRouter<AppState>,
+    state: AppState,
+) -> Router {
+    let (router, api) = utoipa_axum::router::OpenApiRouter::with_openapi(api)
+        .nest("/api/v1", routes)
+        .with_state(state)
+        .split_for_parts();
     let api = Arc::new(api);
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))

@@ -13,7 +13,7 @@ use crate::auth::{Caller, Scope};
 use crate::customers::model::{CustomerStatus, CustomerType};
 use crate::error::{ApiError, Problem};
 use crate::http::openapi::BearerAuth;
-use crate::http::{finish_router, AppState, ListResponse, PageRequest, Query};
+use crate::http::{function_router, AppState, ListResponse, PageRequest, Query};
 use crate::loyalty::LoyaltyTier;
 use crate::segments::SegmentCode;
 
@@ -28,11 +28,7 @@ struct SearchApi;
 
 /// The `search` function's router, with its OpenAPI document at `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> axum::Router {
-    let (router, api) = OpenApiRouter::with_openapi(SearchApi::openapi())
-        .nest("/api/v1", OpenApiRouter::new().routes(routes!(search)))
-        .with_state(state)
-        .split_for_parts();
-    finish_router(router, api)
+    function_router(SearchApi::openapi(), OpenApiRouter::new().routes(routes!(search)), state)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
