@@ -210,7 +210,7 @@ async fn run() {
     let prepared = Prepared {
         set_tenant: client.prepare("SELECT set_config('app.current_organization_id', $1, true)").await.unwrap(),
         settings: client.prepare(shared::search::store::SEARCH_SETTINGS_SQL).await.unwrap(),
-        search: client.prepare(&shared::search::store::search_sql()).await.unwrap(),
+        search: client.prepare(shared::search::store::search_sql()).await.unwrap(),
     };
 
     println!("\n{per_kind} queries per kind, one client, service and direct alternating query by query.\n");

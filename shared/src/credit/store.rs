@@ -1,6 +1,8 @@
 //! Credit SQL. Lock order is always the account row first, then its usages: `use_credit` takes
 //! the lock with its conditional UPDATE, every other writer with `lock_account`.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::NaiveDate;
 use tokio_postgres::Row;
@@ -203,8 +205,9 @@ pub enum UseRefused {
 /// The reservation statement of `use_credit`. Parameters: organization, customer, amount,
 /// usage id, order, actor, movement id, event id, event type, event envelope, event time.
 /// Public so the benchmark can run the same SQL directly as its floor.
-pub fn use_credit_sql() -> String {
-    format!(
+pub fn use_credit_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
         "WITH account AS (
             UPDATE credit_accounts
             SET credit_used = credit_used + $3, version = version + 1, updated_at = now()
@@ -230,7 +233,9 @@ pub fn use_credit_sql() -> String {
             FROM account a, usage u
          )
          SELECT {USAGE_COLUMNS} FROM usage"
-    )
+        )
+    });
+    &SQL
 }
 
 /// Reserves credit for an order in one statement: the conditional UPDATE locks the account
@@ -244,11 +249,10 @@ pub async fn use_credit(
     actor: &str,
     event: &Envelope,
 ) -> Result<Result<CreditUsage, UseRefused>, ApiError> {
-    let sql = use_credit_sql();
     let payload = serde_json::to_value(event).context("serializing an event")?;
     let result = tx
         .query_opt(
-            &sql,
+            use_credit_sql(),
             &[
                 &tx.organization_id(),
                 &customer_id,

@@ -1,5 +1,7 @@
 //! The search statement: one capped, index-backed branch per kind of match, merged and ranked.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -50,8 +52,9 @@ const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', '
 /// phrase matched). Each branch is gated above its capped subquery, so a branch that does
 /// not apply never scans: under forced RLS a folded `false` inside it would not stop the scan. The name-word branch
 /// runs only when the exact hits that outrank every name-word hit (above 2) do not fill the page.
-pub fn search_sql() -> String {
-    format!(
+pub fn search_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
         "WITH RECURSIVE corrections AS ({CORRECTIONS}),
          -- The corrected words in the typed order, as whole-name prefixes: B-tree probes, which
          -- row-level security lets use the index (unlike @@ and LIKE).
@@ -144,7 +147,9 @@ pub fn search_sql() -> String {
          WHERE $12::float8 IS NULL OR r.score < $12 OR (r.score = $12 AND r.customer_id > $13)
          ORDER BY r.score DESC, r.customer_id
          LIMIT $14"
-    )
+        )
+    });
+    &SQL
 }
 
 /// The parameters of `search_sql`, in order.
@@ -193,7 +198,7 @@ pub async fn search(
     tx.execute(SEARCH_SETTINGS_SQL, &[]).await.context("tuning the search transaction")?;
     let params = search_params(tx.organization_id(), query, filter, after, limit);
     let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-    let rows = tx.query(&search_sql(), &params).await.context("searching customers")?;
+    let rows = tx.query(search_sql(), &params).await.context("searching customers")?;
     Ok(rows
         .iter()
         .map(|row| SearchHit {
