@@ -55,6 +55,15 @@ async fn lists_never_show_another_organizations_customers() {
     assert_eq!(ids, vec![mine.to_string()]);
 }
 
+/// Opens a transaction on a raw runtime-role connection with `organization` as its tenant.
+async fn begin_as(client: &tokio_postgres::Client, organization: Uuid) {
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute("SELECT set_config('app.current_organization_id', $1, true)", &[&organization.to_string()])
+        .await
+        .unwrap();
+}
+
 async fn raw_app_client(app: &TestApp) -> tokio_postgres::Client {
     let (client, connection) = app_config(&app.database).connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -105,11 +114,7 @@ async fn the_runtime_role_cannot_write_another_tenant_or_bypass_row_security() {
     let app = TestApp::spawn().await;
     let client = raw_app_client(&app).await;
 
-    client.batch_execute("BEGIN").await.unwrap();
-    client
-        .execute("SELECT set_config('app.current_organization_id', $1, true)", &[&app.org_a.to_string()])
-        .await
-        .unwrap();
+    begin_as(&client, app.org_a).await;
     let foreign = client
         .execute(
             "INSERT INTO customers (customer_id, organization_id, first_name, last_name) VALUES ($1, $2, 'X', 'Y')",
@@ -190,11 +195,7 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
     assert_eq!((policies[1].0.as_str(), policies[1].1.as_deref()), ("SELECT", Some("true")));
 
     let client = raw_app_client(&app).await;
-    client.batch_execute("BEGIN").await.unwrap();
-    client
-        .execute("SELECT set_config('app.current_organization_id', $1, true)", &[&app.org_a.to_string()])
-        .await
-        .unwrap();
+    begin_as(&client, app.org_a).await;
     let foreign = client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&app.org_b]).await;
     assert!(foreign.is_err(), "registering another organization must fail");
 }
