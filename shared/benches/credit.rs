@@ -148,7 +148,11 @@ async fn service_router(database: &str, size: usize) -> axum::Router {
         audience: None,
         issuer: None,
     };
-    shared::credit::routes::router(AppState { db, verifier: Arc::new(TokenVerifier::new(&auth).await.unwrap()) })
+    shared::credit::routes::router(AppState {
+        db,
+        verifier: Arc::new(TokenVerifier::new(&auth).await.unwrap()),
+        relay: None,
+    })
 }
 
 /// A plain pool of `size` connections as the runtime role.

@@ -201,8 +201,11 @@ async fn run() {
         issuer: None,
     };
     let db = Db::from_config(runtime_config.clone(), 1).unwrap();
-    let router =
-        shared::search::routes::router(AppState { db, verifier: Arc::new(TokenVerifier::new(&auth).await.unwrap()) });
+    let router = shared::search::routes::router(AppState {
+        db,
+        verifier: Arc::new(TokenVerifier::new(&auth).await.unwrap()),
+        relay: None,
+    });
     let token =
         issue_hs256_token(SECRET, organization, "bench", &["customers:read"], Duration::from_secs(3600)).unwrap();
     let (mut client, connection) = runtime_config.connect(tokio_postgres::NoTls).await.unwrap();

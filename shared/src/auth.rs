@@ -264,6 +264,21 @@ where
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized("expected `Authorization: Bearer <token>`"))?;
-        Arc::<TokenVerifier>::from_ref(state).verify(token).await
+        let caller = Arc::<TokenVerifier>::from_ref(state).verify(token).await?;
+        if let Some(slot) = parts.extensions.get::<CallerOrganization>() {
+            slot.0.set(caller.organization_id).ok();
+        }
+        Ok(caller)
+    }
+}
+
+/// Filled with the verified caller's organization when a handler extracts its [`Caller`], for
+/// layers that act after the handler (the publish after a write).
+#[derive(Clone, Default)]
+pub struct CallerOrganization(Arc<std::sync::OnceLock<Uuid>>);
+
+impl CallerOrganization {
+    pub fn get(&self) -> Option<Uuid> {
+        self.0.get().copied()
     }
 }

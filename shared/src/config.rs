@@ -1,6 +1,7 @@
 //! Settings read once at cold start from the environment.
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
 
 /// How bearer tokens are verified.
 #[derive(Debug, Clone)]
@@ -22,9 +23,16 @@ pub struct AuthConfig {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// Connection string of the runtime role (`customer_app`), never the owner.
-    pub url: String,
+    /// Connection settings of the runtime role (`customer_app`), never the owner.
+    pub connection: tokio_postgres::Config,
     pub pool_size: usize,
+}
+
+/// Where this service's own events go.
+#[derive(Debug, Clone, Default)]
+pub struct EventsConfig {
+    /// The outbound FIFO queue (`OUTBOX_QUEUE_URL`). Unset: events wait in the outbox.
+    pub outbox_queue_url: Option<String>,
 }
 
 /// Settings of an HTTP function.
@@ -32,23 +40,98 @@ pub struct DatabaseConfig {
 pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub events: EventsConfig,
 }
 
 impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self { database: DatabaseConfig::from_env()?, auth: AuthConfig::from_env()? })
+    pub async fn load() -> anyhow::Result<Self> {
+        Ok(Self {
+            database: DatabaseConfig::load().await?,
+            auth: AuthConfig::from_env()?,
+            events: EventsConfig::from_env(),
+        })
     }
 }
 
 impl DatabaseConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            url: required("DATABASE_URL")?,
-            pool_size: optional("DATABASE_POOL_SIZE")
-                .map(|size| size.parse().context("DATABASE_POOL_SIZE must be a number"))
-                .transpose()?
-                .unwrap_or(4),
-        })
+    /// `DATABASE_URL`, completed by the secret named in `DATABASE_SECRET_ARN` when one is
+    /// set (fetched here, so once per cold start).
+    pub async fn load() -> anyhow::Result<Self> {
+        let url = optional("DATABASE_URL")
+            .map(|url| url.parse::<tokio_postgres::Config>())
+            .transpose()
+            .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+        let connection = match optional("DATABASE_SECRET_ARN") {
+            Some(arn) => {
+                let secrets = aws_sdk_secretsmanager::Client::new(&crate::aws::from_env().await);
+                connection_from_secret(&secrets, &arn, url.unwrap_or_default()).await?
+            }
+            None => url.context("environment variable DATABASE_URL is not set (nor DATABASE_SECRET_ARN)")?,
+        };
+        let pool_size = optional("DATABASE_POOL_SIZE")
+            .map(|size| size.parse().context("DATABASE_POOL_SIZE must be a number"))
+            .transpose()?
+            .unwrap_or(4);
+        Ok(Self { connection, pool_size })
+    }
+}
+
+/// A database secret in the shape RDS writes: credentials, and optionally where to connect.
+#[derive(Deserialize)]
+struct DatabaseSecret {
+    username: String,
+    password: String,
+    host: Option<String>,
+    port: Option<SecretPort>,
+    dbname: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SecretPort {
+    Number(u16),
+    Text(String),
+}
+
+/// `base` with the credentials of the secret at `arn`, and its host, port and database name
+/// where it has them. Errors name the secret, never its content.
+pub async fn connection_from_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    mut base: tokio_postgres::Config,
+) -> anyhow::Result<tokio_postgres::Config> {
+    let output = secrets
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(aws_sdk_secretsmanager::Error::from)
+        .with_context(|| format!("reading the database secret {arn} from Secrets Manager"))?;
+    let text = output.secret_string().with_context(|| format!("the database secret {arn} holds no text"))?;
+    let secret: DatabaseSecret = serde_json::from_str(text)
+        .map_err(|_| anyhow!("the database secret {arn} is not a JSON object with string `username` and `password`"))?;
+    base.user(&secret.username).password(secret.password);
+    if let Some(host) = &secret.host {
+        base.host(host);
+    }
+    if let Some(port) = secret.port {
+        let port = match port {
+            SecretPort::Number(port) => port,
+            SecretPort::Text(text) => {
+                text.parse().map_err(|_| anyhow!("the database secret {arn} has an invalid port"))?
+            }
+        };
+        base.port(port);
+    }
+    if let Some(dbname) = &secret.dbname {
+        base.dbname(dbname);
+    }
+    Ok(base)
+}
+
+impl EventsConfig {
+    pub fn from_env() -> Self {
+        Self { outbox_queue_url: optional("OUTBOX_QUEUE_URL") }
     }
 }
 
@@ -71,8 +154,4 @@ impl AuthConfig {
 
 fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
-}
-
-fn required(name: &str) -> anyhow::Result<String> {
-    optional(name).with_context(|| format!("environment variable {name} is not set"))
 }

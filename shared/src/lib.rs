@@ -2,6 +2,7 @@
 //! Every function binary is a thin `main` over this.
 
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod credit;
 pub mod customers;

@@ -14,8 +14,8 @@ struct Trigger {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = shared::config::DatabaseConfig::from_env()?;
-    let db = Db::connect(&config.url, config.pool_size)?;
+    let config = shared::config::DatabaseConfig::load().await?;
+    let db = Db::from_config(config.connection, config.pool_size)?;
     db.ensure_runtime_role().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let db = db.clone();

@@ -6,7 +6,7 @@ use shared::http::AppState;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     let state = AppState::from_config(&config).await?;
     lambda_http::run(shared::credit::routes::router(state)).await
 }

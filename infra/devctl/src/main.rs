@@ -3,6 +3,11 @@
 //! - `migrate` applies `migrations/` as the owning role (idempotent).
 //! - `seed-demo` creates a demo organization's customers through the same operations the API uses.
 //! - `token` prints an HS256 token for local calls.
+//! - `queues` creates the SPEC's local queues on the emulator and prints their URLs.
+//! - `event-sources` plays AWS's part for `cargo lambda watch`: the SQS event source mapping
+//!   of `customers-inbound` and the schedules of the relay and the overdue job.
+
+mod event_sources;
 
 use std::time::Duration;
 
@@ -13,6 +18,15 @@ use uuid::Uuid;
 
 /// The demo organization `make dev` seeds and mints tokens for.
 const DEMO_ORGANIZATION: Uuid = uuid::uuid!("00000000-0000-4000-8000-00000000d3e0");
+
+/// Fixed ids of the demo customers, so the example events under `functions/events/events/`
+/// name real customers (José Pérez first).
+const DEMO_CUSTOMERS: [Uuid; 4] = [
+    uuid::uuid!("00000000-0000-4000-8000-0000000c0001"),
+    uuid::uuid!("00000000-0000-4000-8000-0000000c0002"),
+    uuid::uuid!("00000000-0000-4000-8000-0000000c0003"),
+    uuid::uuid!("00000000-0000-4000-8000-0000000c0004"),
+];
 
 #[derive(Parser)]
 #[command(about = "Local operations of the customer service")]
@@ -52,6 +66,23 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         hours: u64,
     },
+    /// Create the local queues on the emulator; prints `NAME=url` lines for an env file.
+    Queues {
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
+        endpoint: String,
+    },
+    /// Feed `customers-inbound` to the `events` function in batches and invoke the relay and
+    /// the overdue job on timers, through `cargo lambda watch`'s invoke API.
+    EventSources {
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
+        endpoint: String,
+        /// Where `cargo lambda watch` serves.
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        functions: String,
+        /// Seconds between outbox relay runs.
+        #[arg(long, default_value_t = 10)]
+        relay_every: u64,
+    },
 }
 
 #[tokio::main]
@@ -87,6 +118,16 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(hours * 3600),
             )?;
             println!("{token}");
+        }
+        Command::Queues { endpoint } => {
+            let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await);
+            let queues = shared::events::local::create_queues(&sqs, "", Default::default()).await?;
+            println!("INBOUND_QUEUE_URL={}", queues.inbound);
+            println!("INBOUND_DLQ_URL={}", queues.inbound_dlq);
+            println!("OUTBOX_QUEUE_URL={}", queues.outbound);
+        }
+        Command::EventSources { endpoint, functions, relay_every } => {
+            event_sources::run(&endpoint, &functions, Duration::from_secs(relay_every)).await?
         }
     }
     Ok(())
@@ -144,8 +185,9 @@ async fn seed_demo(database_url: &str) -> anyhow::Result<()> {
     ]);
     let people: Vec<CreateCustomerRequest> = serde_json::from_value(people)?;
     let (mut created, mut present) = (0, 0);
-    for person in people {
-        let new = person.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (person, customer_id) in people.into_iter().zip(DEMO_CUSTOMERS) {
+        let mut new = person.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        new.customer_id = customer_id;
         match shared::customers::create(&db, &caller, new).await {
             Ok(_) => created += 1,
             Err(ApiError::Duplicate(DuplicateField::Email)) => present += 1,

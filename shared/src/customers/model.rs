@@ -85,6 +85,8 @@ pub struct Document {
 /// A validated new customer.
 #[derive(Debug, Clone)]
 pub struct NewCustomer {
+    /// A fresh time-ordered id; local tools may fix it (the demo data's example events).
+    pub customer_id: Uuid,
     pub customer_type: CustomerType,
     pub first_name: PersonName,
     pub last_name: PersonName,
@@ -133,6 +135,7 @@ impl CreateCustomerRequest {
         };
         v.finish()?;
         Ok(NewCustomer {
+            customer_id: Uuid::now_v7(),
             customer_type: self.customer_type.unwrap_or(CustomerType::B2c),
             first_name,
             last_name,

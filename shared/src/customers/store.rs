@@ -76,7 +76,7 @@ pub async fn insert(tx: &TenantTx<'_>, new: NewCustomer) -> Result<Customer, Api
         .query_one(
             &sql,
             &[
-                &Uuid::now_v7(),
+                &new.customer_id,
                 &tx.organization_id(),
                 &new.customer_type,
                 &new.first_name.into_inner(),

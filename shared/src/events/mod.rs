@@ -1,8 +1,13 @@
-//! Events this service publishes, written to the transactional outbox.
+//! Events: the ones this service publishes (written to the transactional outbox, then
+//! relayed to SQS) and the ones it consumes from other services.
 
+pub mod inbound;
+pub mod local;
 mod outbox;
+mod relay;
 
 pub use outbox::{record, record_many, Envelope};
+pub use relay::{Relay, RelayReport};
 
 /// `source` of every event this service emits.
 pub const SOURCE: &str = "customer-service";

@@ -11,6 +11,8 @@ use serde_json::Value;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
 use shared::db::Db;
+use shared::events::local::Queues;
+use shared::events::Relay;
 use shared::http::AppState;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -40,6 +42,8 @@ pub struct TestApp {
     pub credit: Router,
     /// The search function's router; `/customers/search` goes here.
     pub search: Router,
+    /// The runtime role's pool, as the functions use it.
+    pub db: Db,
     pub database: String,
     pub org_a: Uuid,
     pub org_b: Uuid,
@@ -84,6 +88,12 @@ pub fn app_config(database: &str) -> tokio_postgres::Config {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_publishing_to(None).await
+    }
+
+    /// A test app whose writes publish their events to `outbound` (an SQS client and a queue
+    /// URL) right after they commit, as a deployed function with `OUTBOX_QUEUE_URL` does.
+    pub async fn spawn_publishing_to(outbound: Option<(aws_sdk_sqs::Client, String)>) -> Self {
         let database = format!("cs_test_{}", Uuid::new_v4().simple());
         let maintenance = admin_client("postgres").await;
         maintenance.execute(&format!("CREATE DATABASE {database}"), &[]).await.expect("create test database");
@@ -92,11 +102,13 @@ impl TestApp {
         shared::migrations::run(&admin).await.expect("migrations apply");
         let db = Db::from_config(app_config(&database), 32).expect("pool");
         let verifier = TokenVerifier::new(&hs256_auth()).await.expect("verifier");
-        let state = AppState { db, verifier: Arc::new(verifier) };
+        let relay = outbound.map(|(sqs, queue_url)| Arc::new(Relay::new(db.clone(), sqs, queue_url)));
+        let state = AppState { db: db.clone(), verifier: Arc::new(verifier), relay };
         Self {
             router: shared::customers::routes::router(state.clone()),
             credit: shared::credit::routes::router(state.clone()),
             search: shared::search::routes::router(state),
+            db,
             database,
             org_a: Uuid::new_v4(),
             org_b: Uuid::new_v4(),
@@ -205,4 +217,98 @@ pub fn person(first: &str, last: &str) -> Value {
         "last_name": last,
         "email": format!("{}.{}.{n}@example.com", first.to_lowercase(), last.to_lowercase()),
     })
+}
+
+/// The SQS/Secrets Manager emulator of `make test` (`AWS_ENDPOINT_URL`).
+pub fn emulator_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into())
+}
+
+/// An SQS client of the shared emulator.
+pub async fn shared_sqs() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&emulator_endpoint()).await)
+}
+
+/// The local queues under a prefix of this test's own.
+pub async fn own_queues(sqs: &aws_sdk_sqs::Client, retry: shared::events::local::RetryPolicy) -> Queues {
+    let prefix = format!("t{}-", &Uuid::new_v4().simple().to_string()[..12]);
+    shared::events::local::create_queues(sqs, &prefix, retry).await.unwrap_or_else(|e| {
+        panic!("the SQS emulator at {} does not answer ({e:#}); run `make test`", emulator_endpoint())
+    })
+}
+
+/// Receives every message of `queue_url`, deleting each batch so a FIFO queue hands over the
+/// next message of each group; stops when a receive answers nothing.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut received = Vec::new();
+    loop {
+        let output = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        let messages = output.messages().to_vec();
+        if messages.is_empty() {
+            return received;
+        }
+        for message in &messages {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        received.extend(messages);
+    }
+}
+
+/// A private emulator (moto) on a port of its own, which a test can stop and start; killed on
+/// drop. Its state is in memory, so a restart begins with no queues.
+pub struct PrivateEmulator {
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl PrivateEmulator {
+    /// Picks a free port and starts nothing: the emulator is down.
+    pub fn down() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { port, process: None }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `moto_server` (installed by `make test`) and waits until it answers.
+    pub async fn start(&mut self) {
+        let binary = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = std::process::Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} ({e}); run `make test`, which installs moto"));
+        self.process = Some(child);
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not answer on :{} within 30 s", self.port);
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
 }

@@ -5,6 +5,8 @@ mod credit;
 mod credit_concurrency;
 mod customers;
 mod erasure;
+mod events_inbound;
+mod events_outbound;
 mod helpers;
 mod lambda_event;
 mod search;

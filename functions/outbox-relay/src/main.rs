@@ -1,0 +1,25 @@
+//! The `outbox-relay` Lambda (EventBridge, every minute): publishes every organization's
+//! pending events to the outbound FIFO queue, including any left behind while SQS was down.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::db::Db;
+use shared::events::Relay;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = shared::config::DatabaseConfig::load().await?;
+    let queue_url = shared::config::EventsConfig::from_env()
+        .outbox_queue_url
+        .ok_or("environment variable OUTBOX_QUEUE_URL is not set")?;
+    let db = Db::from_config(config.connection, config.pool_size)?;
+    db.ensure_runtime_role().await?;
+    let relay = Relay::new(db, aws_sdk_sqs::Client::new(&shared::aws::from_env().await), queue_url);
+    lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async {
+        let report = relay.publish_all().await?;
+        lambda_runtime::tracing::info!(?report, "outbox relayed");
+        Ok::<_, Error>(serde_json::to_value(report)?)
+    }))
+    .await
+}

@@ -1,0 +1,108 @@
+//! AWS's part around the functions during `make dev`: the SQS event source mapping of
+//! `customers-inbound` (batches of up to 10 to the `events` function, deleting only the
+//! messages it did not report as failed) and the schedules of `outbox-relay` and
+//! `credit-overdue`, all through the invoke API of `cargo lambda watch`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use serde_json::{json, Value};
+use shared::events::local::{self, RetryPolicy};
+
+/// How often the nightly job runs locally.
+const OVERDUE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(endpoint).await);
+    let queues = local::create_queues(&sqs, "", RetryPolicy::default()).await?;
+    let invoker = Invoker {
+        http: reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?,
+        functions: functions.trim_end_matches('/').to_string(),
+    };
+    invoker.wait_until_serving().await;
+    tracing::info!(
+        queue = queues.inbound,
+        "event sources running: inbound queue -> events, timers -> outbox-relay, credit-overdue"
+    );
+
+    let timers = invoker.clone();
+    tokio::spawn(async move {
+        let mut relay = tokio::time::interval(relay_every);
+        let mut overdue = tokio::time::interval(OVERDUE_EVERY);
+        loop {
+            let (function, event) = tokio::select! {
+                _ = relay.tick() => ("outbox-relay", schedule_event("outbox-relay-every-minute")),
+                _ = overdue.tick() => ("credit-overdue", schedule_event("credit-overdue-nightly")),
+            };
+            match timers.invoke(function, &event).await {
+                Ok(report) if function == "outbox-relay" && report["published"].as_u64() == Some(0) => {}
+                Ok(report) => tracing::info!(function, %report, "scheduled run"),
+                Err(error) => tracing::warn!(function, error = format!("{error:#}"), "scheduled run failed"),
+            }
+        }
+    });
+
+    loop {
+        let invoker = &invoker;
+        let polled = local::poll_once(&sqs, &queues.inbound, 5, |event| async move {
+            let answer = invoker.invoke("events", &serde_json::to_value(&event)?).await?;
+            serde_json::from_value::<SqsBatchResponse>(answer).context("the events function answered no batch response")
+        })
+        .await;
+        match polled {
+            Ok(report) if report.received > 0 => {
+                tracing::info!(received = report.received, failed = report.failed, "inbound batch applied")
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "polling the inbound queue failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Invoker {
+    http: reqwest::Client,
+    functions: String,
+}
+
+impl Invoker {
+    /// Invokes `function` with `event` the way `cargo lambda invoke` does.
+    async fn invoke(&self, function: &str, event: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}/2015-03-31/functions/{function}/invocations", self.functions);
+        let response = self.http.post(&url).json(event).send().await.with_context(|| format!("invoking {function}"))?;
+        let status = response.status();
+        let function_error = response.headers().contains_key("x-amz-function-error");
+        let body: Value = response.json().await.with_context(|| format!("reading {function}'s answer"))?;
+        anyhow::ensure!(
+            status.is_success() && !function_error && body.get("errorType").is_none(),
+            "{function} failed ({status}): {body}"
+        );
+        Ok(body)
+    }
+
+    async fn wait_until_serving(&self) {
+        while self.http.get(&self.functions).send().await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// An EventBridge scheduled event, as the rule `rule` sends it.
+fn schedule_event(rule: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": chrono::Utc::now(),
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")],
+        "detail": {}
+    })
+}

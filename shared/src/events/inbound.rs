@@ -1,0 +1,267 @@
+//! Events other services send us, each applied at most once: its id is recorded in the
+//! transaction that applies it. A message that cannot be applied fails alone, so the queue
+//! retries it and, in the end, moves it to the dead-letter queue.
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::{Db, TenantTx};
+use crate::loyalty::LoyaltyTier;
+use crate::money::{self, Money};
+
+/// Inbound event types of the contract.
+pub mod types {
+    pub const TIER_CHANGED: &str = "pricing.loyalty.tier_changed";
+    pub const ORDER_COMPLETED: &str = "orders.order.completed";
+    pub const ORDER_CANCELLED: &str = "orders.order.cancelled";
+}
+
+/// The contract's envelope, as another service sends it.
+#[derive(Debug, Deserialize)]
+pub struct InboundEnvelope {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub time: DateTime<Utc>,
+    pub organization_id: Uuid,
+    pub data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct TierChanged {
+    customer_id: Uuid,
+    new_tier: LoyaltyTier,
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderCompleted {
+    order_id: Uuid,
+    customer_id: Uuid,
+    #[serde(deserialize_with = "money::non_negative")]
+    total_amount: Money,
+    completed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderCancelled {
+    order_id: Uuid,
+    customer_id: Uuid,
+    cancelled_at: DateTime<Utc>,
+}
+
+/// What applying a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// The event id was applied before.
+    Duplicate,
+    /// Recorded, but a newer fact was already in place (an older tier event).
+    Superseded,
+}
+
+/// Why a message was not applied. Messages name fields and ids, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("the body is not an event envelope ({0})")]
+    Malformed(String),
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("invalid `{event_type}` data ({detail})")]
+    InvalidData { event_type: &'static str, detail: String },
+    #[error("customer {customer_id} does not exist in organization {organization_id}")]
+    UnknownCustomer { organization_id: Uuid, customer_id: Uuid },
+    #[error("applying the event failed: {0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Applies a Lambda SQS batch, up to `concurrency` messages at once, and reports the
+/// messages that failed so only they return to the queue.
+pub async fn handle_batch(db: &Db, event: SqsEvent, concurrency: usize) -> SqsBatchResponse {
+    let outcomes = futures_util::stream::iter(event.records)
+        .map(|message| async move {
+            let result = apply_message(db, &message).await;
+            (message, result)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for (message, result) in outcomes {
+        let message_id = message.message_id.unwrap_or_default();
+        match result {
+            Ok(outcome) => tracing::info!(message_id, ?outcome, "inbound event"),
+            Err(rejection) => {
+                tracing::warn!(message_id, error = %rejection, "inbound event failed; the queue will retry it");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+    }
+    response
+}
+
+/// Applies one SQS message.
+pub async fn apply_message(db: &Db, message: &SqsMessage) -> Result<Outcome, Rejection> {
+    let envelope: InboundEnvelope = parse(message.body.as_deref().unwrap_or_default()).map_err(Rejection::Malformed)?;
+    apply(db, &envelope).await
+}
+
+/// Applies one event in one transaction of its organization, with its id.
+pub async fn apply(db: &Db, envelope: &InboundEnvelope) -> Result<Outcome, Rejection> {
+    let event = InboundEvent::from_envelope(envelope)?;
+    let mut connection = db.connection().await?;
+    let tx = connection.begin(envelope.organization_id).await?;
+    let first_time = tx
+        .execute(
+            "INSERT INTO inbound_events (organization_id, event_id, event_type) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+            &[&envelope.organization_id, &envelope.id, &envelope.event_type],
+        )
+        .await
+        .context("recording the event id")?
+        == 1;
+    if !first_time {
+        return Ok(Outcome::Duplicate);
+    }
+    let customer_id = event.customer_id();
+    let customer_exists = tx
+        .query_opt("SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer_id])
+        .await
+        .context("locking the customer")?
+        .is_some();
+    if !customer_exists {
+        return Err(Rejection::UnknownCustomer { organization_id: envelope.organization_id, customer_id });
+    }
+    let outcome = match event {
+        InboundEvent::TierChanged(tier) => apply_tier(&tx, &tier, envelope.time).await?,
+        InboundEvent::OrderCompleted(order) => apply_completed(&tx, &order).await?,
+        InboundEvent::OrderCancelled(order) => apply_cancelled(&tx, &order).await?,
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+enum InboundEvent {
+    TierChanged(TierChanged),
+    OrderCompleted(OrderCompleted),
+    OrderCancelled(OrderCancelled),
+}
+
+impl InboundEvent {
+    fn from_envelope(envelope: &InboundEnvelope) -> Result<Self, Rejection> {
+        fn data<T: DeserializeOwned>(event_type: &'static str, data: &Value) -> Result<T, Rejection> {
+            parse_value(data).map_err(|detail| Rejection::InvalidData { event_type, detail })
+        }
+        Ok(match envelope.event_type.as_str() {
+            types::TIER_CHANGED => Self::TierChanged(data(types::TIER_CHANGED, &envelope.data)?),
+            types::ORDER_COMPLETED => Self::OrderCompleted(data(types::ORDER_COMPLETED, &envelope.data)?),
+            types::ORDER_CANCELLED => Self::OrderCancelled(data(types::ORDER_CANCELLED, &envelope.data)?),
+            other => return Err(Rejection::UnknownType(other.chars().take(100).collect())),
+        })
+    }
+
+    fn customer_id(&self) -> Uuid {
+        match self {
+            Self::TierChanged(event) => event.customer_id,
+            Self::OrderCompleted(event) => event.customer_id,
+            Self::OrderCancelled(event) => event.customer_id,
+        }
+    }
+}
+
+/// The tier of the newest event wins: an event older than the tier in place (by the event's
+/// `time`) is recorded and changes nothing.
+async fn apply_tier(tx: &TenantTx<'_>, event: &TierChanged, time: DateTime<Utc>) -> anyhow::Result<Outcome> {
+    let changed = tx
+        .execute(
+            "UPDATE customers SET loyalty_tier = $2, tier_updated_at = $3, version = version + 1, updated_at = now() \
+             WHERE customer_id = $1 AND (tier_updated_at IS NULL OR tier_updated_at < $3)",
+            &[&event.customer_id, &event.new_tier, &time],
+        )
+        .await
+        .context("updating the loyalty tier")?;
+    Ok(if changed == 1 { Outcome::Applied } else { Outcome::Superseded })
+}
+
+/// A completed order becomes a purchase once, whatever event id repeats it; an order already
+/// cancelled stays cancelled.
+async fn apply_completed(tx: &TenantTx<'_>, order: &OrderCompleted) -> anyhow::Result<Outcome> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at) \
+             VALUES (current_organization_id(), $1, $2, $3, $4) ON CONFLICT (organization_id, order_id) DO NOTHING",
+            &[&order.order_id, &order.customer_id, &order.total_amount, &order.completed_at],
+        )
+        .await
+        .context("recording the purchase")?;
+    if inserted == 0 {
+        return Ok(Outcome::Superseded);
+    }
+    refresh_last_purchase(tx, order.customer_id).await?;
+    Ok(Outcome::Applied)
+}
+
+/// A cancelled order leaves the purchases RFM reads. A cancellation that arrives before its
+/// completion is kept, so the completion that follows does not bring the order back.
+async fn apply_cancelled(tx: &TenantTx<'_>, order: &OrderCancelled) -> anyhow::Result<Outcome> {
+    let cancelled = tx
+        .query_opt(
+            "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at, status, cancelled_at) \
+             VALUES (current_organization_id(), $1, $2, 0, $3, 'cancelled', $3) \
+             ON CONFLICT (organization_id, order_id) DO UPDATE \
+                 SET status = 'cancelled', cancelled_at = EXCLUDED.cancelled_at, updated_at = now() \
+                 WHERE purchases.status = 'completed' \
+             RETURNING customer_id",
+            &[&order.order_id, &order.customer_id, &order.cancelled_at],
+        )
+        .await
+        .context("cancelling the purchase")?;
+    let Some(row) = cancelled else {
+        return Ok(Outcome::Superseded);
+    };
+    refresh_last_purchase(tx, row.get(0)).await?;
+    Ok(Outcome::Applied)
+}
+
+async fn refresh_last_purchase(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE customers SET last_purchase_at = \
+             (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
+         WHERE customer_id = $1",
+        &[&customer_id],
+    )
+    .await
+    .context("updating last_purchase_at")?;
+    Ok(())
+}
+
+/// Parses JSON text, describing a failure by its place only: serde's own messages can quote
+/// the offending value, which may be personal data.
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let deserializer = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| describe(error.path(), error.inner().classify()))
+}
+
+fn parse_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|error| describe(error.path(), error.inner().classify()))
+}
+
+fn describe(path: &serde_path_to_error::Path, category: serde_json::error::Category) -> String {
+    use serde_json::error::Category;
+    let what = match category {
+        Category::Syntax | Category::Eof | Category::Io => "not valid JSON",
+        Category::Data => "a missing or invalid field",
+    };
+    match path.to_string().as_str() {
+        "." | "" => what.to_string(),
+        path => format!("{what} at `{path}`"),
+    }
+}

@@ -1,0 +1,168 @@
+//! What AWS does around the functions, done against the local emulator: the queues of the
+//! SPEC, and an event source mapping that hands `customers-inbound` to the consumer in
+//! batches and deletes only the messages it did not report as failed.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use serde_json::json;
+
+pub const INBOUND_QUEUE: &str = "customers-inbound";
+pub const INBOUND_DLQ: &str = "customers-inbound-dlq";
+pub const OUTBOUND_QUEUE: &str = "customers-events.fifo";
+
+/// Messages the event source mapping hands over at most per invocation.
+pub const BATCH_SIZE: i32 = 10;
+
+/// How the inbound queue retries: a failed message is received again after
+/// `visibility_timeout_seconds`, and moves to the DLQ after `max_receives` receives.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub visibility_timeout_seconds: u32,
+    pub max_receives: u32,
+}
+
+impl Default for RetryPolicy {
+    /// As in `template.yaml`.
+    fn default() -> Self {
+        Self { visibility_timeout_seconds: 30, max_receives: 5 }
+    }
+}
+
+/// URLs of the SPEC's local queues.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    pub inbound: String,
+    pub inbound_dlq: String,
+    pub outbound: String,
+}
+
+/// Creates the queues (or finds them: creating a queue that exists answers its URL), each
+/// name prefixed by `prefix` so tests can have their own.
+pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: RetryPolicy) -> anyhow::Result<Queues> {
+    let create = |name: String, attributes: HashMap<QueueAttributeName, String>| async move {
+        let output = sqs
+            .create_queue()
+            .queue_name(&name)
+            .set_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(aws_sdk_sqs::Error::from)
+            .with_context(|| format!("creating the queue {name}"))?;
+        output.queue_url().map(str::to_string).with_context(|| format!("no URL for the queue {name}"))
+    };
+    let inbound_dlq = create(format!("{prefix}{INBOUND_DLQ}"), HashMap::new()).await?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&inbound_dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)
+        .context("reading the DLQ's ARN")?
+        .attributes()
+        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+        .context("the emulator answered no ARN for the DLQ")?;
+    let redrive = json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": retry.max_receives.to_string() });
+    let inbound = create(
+        format!("{prefix}{INBOUND_QUEUE}"),
+        HashMap::from([
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            (QueueAttributeName::VisibilityTimeout, retry.visibility_timeout_seconds.to_string()),
+        ]),
+    )
+    .await?;
+    let outbound = create(
+        format!("{prefix}{OUTBOUND_QUEUE}"),
+        HashMap::from([(QueueAttributeName::FifoQueue, "true".to_string())]),
+    )
+    .await?;
+    Ok(Queues { inbound, inbound_dlq, outbound })
+}
+
+/// One poll of an event source mapping.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollReport {
+    pub received: usize,
+    pub failed: usize,
+}
+
+/// Receives one batch from `queue_url` (waiting up to `wait_seconds` for the first message),
+/// hands it to `consumer` as Lambda would, and deletes the messages not reported as failed.
+/// When the consumer itself fails, nothing is deleted and the whole batch returns.
+pub async fn poll_once<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait_seconds: i32,
+    consumer: F,
+) -> anyhow::Result<PollReport>
+where
+    F: FnOnce(SqsEvent) -> Fut,
+    Fut: Future<Output = anyhow::Result<SqsBatchResponse>>,
+{
+    let output = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(BATCH_SIZE)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)
+        .context("receiving from the inbound queue")?;
+    let messages = output.messages();
+    if messages.is_empty() {
+        return Ok(PollReport::default());
+    }
+    let mut event = SqsEvent::default();
+    event.records = messages.iter().map(lambda_record).collect();
+    let received = messages.len();
+    let response = match consumer(event).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "the consumer failed; the whole batch returns to the queue");
+            return Ok(PollReport { received, failed: received });
+        }
+    };
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let done = messages
+        .iter()
+        .filter(|message| message.message_id().is_some_and(|id| !failed.contains(&id)))
+        .enumerate()
+        .map(|(index, message)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .build()
+                .context("building a delete entry")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !done.is_empty() {
+        sqs.delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(done))
+            .send()
+            .await
+            .map_err(aws_sdk_sqs::Error::from)
+            .context("deleting applied messages")?;
+    }
+    Ok(PollReport { received, failed: failed.len() })
+}
+
+/// A received message in the shape Lambda's SQS event gives it.
+fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id().map(str::to_string);
+    record.receipt_handle = message.receipt_handle().map(str::to_string);
+    record.body = message.body().map(str::to_string);
+    record.md5_of_body = message.md5_of_body().map(str::to_string);
+    record.attributes = message
+        .attributes()
+        .map(|attributes| attributes.iter().map(|(name, value)| (name.as_str().to_string(), value.clone())).collect())
+        .unwrap_or_default();
+    record.event_source = Some("aws:sqs".into());
+    record
+}

@@ -1,0 +1,151 @@
+//! The outbox relayed to SQS: nothing lost while the queue is down, each event once, in order
+//! per customer.
+
+use std::collections::{HashMap, HashSet};
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use shared::events::local::RetryPolicy;
+use shared::events::Relay;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+/// Writes that produce several events per customer: creations, two updates of one customer,
+/// and a credit account opened, approved and used.
+async fn write_some_events(app: &TestApp) {
+    let org = app.org_a;
+    let first = app.create_customer(org, person("Lucía", "Batista")).await;
+    app.create_customer(org, person("Omar", "Mendoza")).await;
+    for n in 0..2 {
+        let patched = app
+            .as_org(
+                org,
+                Method::PATCH,
+                &format!("/api/v1/customers/{first}"),
+                Some(json!({"notes": format!("note {n}")})),
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    }
+    let account = app.approved_account(org, "500.00", 30).await;
+    let used = app
+        .as_org(
+            org,
+            Method::POST,
+            &format!("/api/v1/customers/{account}/credit/usages"),
+            Some(json!({"order_id": Uuid::new_v4(), "amount": "120.00"})),
+        )
+        .await;
+    assert_eq!(used.status, StatusCode::CREATED, "{}", used.body);
+}
+
+/// Outbox rows as (event id, message group) in write order, and how many are pending.
+async fn outbox(app: &TestApp) -> (Vec<(Uuid, String)>, i64) {
+    let admin = app.admin().await;
+    let rows = admin.query("SELECT event_id, message_group FROM outbox ORDER BY seq", &[]).await.unwrap();
+    let pending: i64 =
+        admin.query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[]).await.unwrap().get(0);
+    (rows.iter().map(|row| (row.get(0), row.get(1))).collect(), pending)
+}
+
+fn envelope(message: &aws_sdk_sqs::types::Message) -> Value {
+    serde_json::from_str(message.body().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn events_wait_in_the_outbox_while_sqs_is_down_and_each_arrives_once_after() {
+    let mut emulator = PrivateEmulator::down();
+    let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&emulator.endpoint()).await);
+    let queue_url = format!("{}/123456789012/customers-events.fifo", emulator.endpoint());
+    let app = TestApp::spawn_publishing_to(Some((sqs.clone(), queue_url.clone()))).await;
+
+    write_some_events(&app).await;
+    let (written, pending) = outbox(&app).await;
+    assert!(written.len() >= 8, "expected several events, got {}", written.len());
+    assert_eq!(pending, written.len() as i64, "with SQS down every event waits in the outbox");
+
+    emulator.start().await;
+    let queues = shared::events::local::create_queues(&sqs, "", RetryPolicy::default()).await.unwrap();
+    assert_eq!(queues.outbound, queue_url);
+    let relay = Relay::new(app.db.clone(), sqs.clone(), &queue_url);
+    let report = relay.publish_all().await.unwrap();
+    assert_eq!(report.published, written.len() as u64, "{report:?}");
+    assert_eq!(relay.publish_all().await.unwrap().published, 0, "a second pass has nothing left to send");
+    assert_eq!(outbox(&app).await.1, 0);
+
+    let received = drain(&sqs, &queue_url).await;
+    let received_ids: Vec<Uuid> =
+        received.iter().map(|m| envelope(m)["id"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(received_ids.iter().collect::<HashSet<_>>().len(), received_ids.len(), "an event arrived twice");
+    assert_eq!(
+        received_ids.iter().collect::<HashSet<_>>(),
+        written.iter().map(|(id, _)| id).collect::<HashSet<_>>(),
+        "every event arrives"
+    );
+    for message in &received {
+        let body = envelope(message);
+        assert_eq!(body["source"], "customer-service");
+        assert_eq!(body["organization_id"], app.org_a.to_string());
+    }
+
+    let order_by_group = |events: Vec<(Uuid, String)>| {
+        let mut groups: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for (id, group) in events {
+            groups.entry(group).or_default().push(id);
+        }
+        groups
+    };
+    let received_groups = received
+        .iter()
+        .map(|m| {
+            let group =
+                m.attributes().unwrap()[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId].clone();
+            (envelope(m)["id"].as_str().unwrap().parse().unwrap(), group)
+        })
+        .collect();
+    assert_eq!(
+        order_by_group(received_groups),
+        order_by_group(written),
+        "each customer's events arrive in write order"
+    );
+}
+
+#[tokio::test]
+async fn a_write_publishes_its_events_before_it_answers() {
+    let sqs = shared_sqs().await;
+    let queues = own_queues(&sqs, RetryPolicy::default()).await;
+    let app = TestApp::spawn_publishing_to(Some((sqs.clone(), queues.outbound.clone()))).await;
+
+    let customer = app.create_customer(app.org_a, person("Ana", "Muñoz")).await;
+
+    assert_eq!(outbox(&app).await.1, 0, "published right after the commit");
+    let received = drain(&sqs, &queues.outbound).await;
+    assert_eq!(received.len(), 1);
+    let body = envelope(&received[0]);
+    assert_eq!(body["type"], "customers.customer.created");
+    assert_eq!(body["data"]["customer_id"], customer.to_string());
+    let text = received[0].body().unwrap();
+    assert!(!text.contains("Muñoz") && !text.contains("@example.com"), "events carry no personal data: {text}");
+}
+
+#[tokio::test]
+async fn relays_running_at_once_send_each_event_once() {
+    let sqs = shared_sqs().await;
+    let queues = own_queues(&sqs, RetryPolicy::default()).await;
+    let app = TestApp::spawn().await;
+    for _ in 0..12 {
+        write_some_events(&app).await;
+    }
+    let (written, _) = outbox(&app).await;
+
+    let relay = Relay::new(app.db.clone(), sqs.clone(), &queues.outbound);
+    let passes = futures_util::future::join_all((0..4).map(|_| relay.publish_all())).await;
+    let mut published: u64 = passes.into_iter().map(|pass| pass.unwrap().published).sum();
+    published += relay.publish_all().await.unwrap().published;
+
+    assert_eq!(published, written.len() as u64, "each event is sent by exactly one relay");
+    let attempts: i32 = app.admin().await.query_one("SELECT max(attempts) FROM outbox", &[]).await.unwrap().get(0);
+    assert_eq!(attempts, 1, "no event was sent twice");
+    assert_eq!(drain(&sqs, &queues.outbound).await.len(), written.len());
+}
