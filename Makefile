@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit bench-search
+.PHONY: dev test services token bench-credit bench-search bench-events
 
 dev:
 	@infra/local/dev.sh
@@ -22,3 +22,7 @@ bench-credit:
 # Search p50/p95 per kind of query over 1,000,000 customers, next to the same SQL run directly.
 bench-search:
 	@infra/local/bench-search.sh
+
+# Inbound events/s of one consumer (batches of 10) next to the same statements run directly.
+bench-events:
+	@infra/local/bench-events.sh

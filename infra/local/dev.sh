@@ -21,12 +21,19 @@ step "seeding the demo organization"
 DATABASE_URL=$database_url "$devctl" seed-demo
 token=$("$devctl" token)
 
+step "creating the local queues (customers-inbound, its DLQ, customers-events.fifo)"
+queues=$("$devctl" queues)
+outbox_queue_url=$(sed -n 's/^OUTBOX_QUEUE_URL=//p' <<<"$queues")
+
 cat >.local/functions.env <<ENV
 DATABASE_URL=$database_url
 JWT_HS256_SECRET=$JWT_HS256_SECRET
 REDIS_URL=$REDIS_URL
 AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 AWS_REGION=$AWS_REGION
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+OUTBOX_QUEUE_URL=$outbox_queue_url
 RUST_LOG=${RUST_LOG:-info}
 ENV
 
@@ -43,7 +50,14 @@ cat <<MSG
     curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
          -d '{"first_name":"Lucía","last_name":"Batista","phone":"6555-0101"}' $base/customers
 
+  Events: customers-inbound feeds the events function; the outbox relay runs every 10 s.
+    $devctl send-inbound --data-file functions/events/events/tier-changed.json
+    curl -s -H "Authorization: Bearer \$TOKEN" $base/customers/00000000-0000-4000-8000-0000000c0001/loyalty
+
   OpenAPI: $base/openapi.json      New token: make token
 
 MSG
-exec cargo lambda watch --invoke-port "$port" --env-file .local/functions.env
+"$devctl" event-sources --functions "http://127.0.0.1:$port" &
+event_sources=$!
+trap 'kill $event_sources 2>/dev/null' EXIT
+cargo lambda watch --invoke-port "$port" --env-file .local/functions.env

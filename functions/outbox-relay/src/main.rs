@@ -4,7 +4,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use shared::db::Db;
-use shared::events::Relay;
+use shared::events::{Relay, RelayReport};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +18,11 @@ async fn main() -> Result<(), Error> {
     let relay = Relay::new(db, aws_sdk_sqs::Client::new(&shared::aws::from_env().await), queue_url);
     lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async {
         let report = relay.publish_all().await?;
-        lambda_runtime::tracing::info!(?report, "outbox relayed");
+        if report == RelayReport::default() {
+            lambda_runtime::tracing::debug!("nothing to relay");
+        } else {
+            lambda_runtime::tracing::info!(?report, "outbox relayed");
+        }
         Ok::<_, Error>(serde_json::to_value(report)?)
     }))
     .await

@@ -21,7 +21,7 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
         http: reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?,
         functions: functions.trim_end_matches('/').to_string(),
     };
-    invoker.wait_until_serving().await;
+    invoker.wait_until_serving().await?;
     tracing::info!(
         queue = queues.inbound,
         "event sources running: inbound queue -> events, timers -> outbox-relay, credit-overdue"
@@ -31,6 +31,8 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
     tokio::spawn(async move {
         let mut relay = tokio::time::interval(relay_every);
         let mut overdue = tokio::time::interval(OVERDUE_EVERY);
+        relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        overdue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (function, event) = tokio::select! {
                 _ = relay.tick() => ("outbox-relay", schedule_event("outbox-relay-every-minute")),
@@ -64,6 +66,26 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
     }
 }
 
+/// Sends the message bodies of the SQS event in `data_file` to the local inbound queue.
+pub async fn send_inbound(endpoint: &str, data_file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(data_file).with_context(|| format!("reading {}", data_file.display()))?;
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&text).with_context(|| format!("{} is not an SQS event", data_file.display()))?;
+    let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(endpoint).await);
+    let queues = local::create_queues(&sqs, "", RetryPolicy::default()).await?;
+    for body in event.records.iter().filter_map(|record| record.body.as_deref()) {
+        sqs.send_message()
+            .queue_url(&queues.inbound)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(aws_sdk_sqs::Error::from)
+            .context("sending to the inbound queue")?;
+    }
+    println!("sent {} messages to {}", event.records.len(), queues.inbound);
+    Ok(())
+}
+
 #[derive(Clone)]
 struct Invoker {
     http: reqwest::Client,
@@ -85,10 +107,14 @@ impl Invoker {
         Ok(body)
     }
 
-    async fn wait_until_serving(&self) {
-        while self.http.get(&self.functions).send().await.is_err() {
+    /// Waits until `cargo lambda watch` accepts connections.
+    async fn wait_until_serving(&self) -> anyhow::Result<()> {
+        let url = reqwest::Url::parse(&self.functions).context("--functions is not a URL")?;
+        let address = (url.host_str().unwrap_or("127.0.0.1").to_string(), url.port_or_known_default().unwrap_or(9000));
+        while tokio::net::TcpStream::connect(address.clone()).await.is_err() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        Ok(())
     }
 }
 

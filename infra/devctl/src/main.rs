@@ -4,6 +4,7 @@
 //! - `seed-demo` creates a demo organization's customers through the same operations the API uses.
 //! - `token` prints an HS256 token for local calls.
 //! - `queues` creates the SPEC's local queues on the emulator and prints their URLs.
+//! - `send-inbound` sends the message bodies of an example SQS event to `customers-inbound`.
 //! - `event-sources` plays AWS's part for `cargo lambda watch`: the SQS event source mapping
 //!   of `customers-inbound` and the schedules of the relay and the overdue job.
 
@@ -71,6 +72,14 @@ enum Command {
         #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
         endpoint: String,
     },
+    /// Send the bodies of an SQS event file (e.g. `functions/events/events/tier-changed.json`)
+    /// to the local `customers-inbound` queue.
+    SendInbound {
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
+        endpoint: String,
+        #[arg(long)]
+        data_file: std::path::PathBuf,
+    },
     /// Feed `customers-inbound` to the `events` function in batches and invoke the relay and
     /// the overdue job on timers, through `cargo lambda watch`'s invoke API.
     EventSources {
@@ -126,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             println!("INBOUND_DLQ_URL={}", queues.inbound_dlq);
             println!("OUTBOX_QUEUE_URL={}", queues.outbound);
         }
+        Command::SendInbound { endpoint, data_file } => event_sources::send_inbound(&endpoint, &data_file).await?,
         Command::EventSources { endpoint, functions, relay_every } => {
             event_sources::run(&endpoint, &functions, Duration::from_secs(relay_every)).await?
         }
@@ -168,7 +178,7 @@ async fn set_runtime_password(admin: &tokio_postgres::Config, password: &str) ->
 
 async fn seed_demo(database_url: &str) -> anyhow::Result<()> {
     use shared::customers::model::CreateCustomerRequest;
-    use shared::error::{ApiError, DuplicateField};
+    use shared::error::ApiError;
 
     let db = shared::db::Db::connect(database_url, 1)?;
     let caller = shared::auth::Caller::service(DEMO_ORGANIZATION, "devctl");
@@ -188,9 +198,15 @@ async fn seed_demo(database_url: &str) -> anyhow::Result<()> {
     for (person, customer_id) in people.into_iter().zip(DEMO_CUSTOMERS) {
         let mut new = person.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         new.customer_id = customer_id;
+        if shared::customers::get(&db, &caller, customer_id).await.is_ok() {
+            present += 1;
+            continue;
+        }
         match shared::customers::create(&db, &caller, new).await {
             Ok(_) => created += 1,
-            Err(ApiError::Duplicate(DuplicateField::Email)) => present += 1,
+            Err(ApiError::Duplicate(field)) => {
+                println!("demo customer {customer_id}: skipped, its {field:?} belongs to another customer");
+            }
             Err(other) => return Err(anyhow::anyhow!(other)).context("seeding a demo customer"),
         }
     }

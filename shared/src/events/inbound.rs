@@ -261,7 +261,7 @@ fn describe(path: &serde_path_to_error::Path, category: serde_json::error::Categ
         Category::Data => "a missing or invalid field",
     };
     match path.to_string().as_str() {
-        "." | "" => what.to_string(),
+        "." | "?" | "" => what.to_string(),
         path => format!("{what} at `{path}`"),
     }
 }

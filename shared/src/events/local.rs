@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
+use aws_config::timeout::TimeoutConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use serde_json::json;
@@ -109,6 +111,8 @@ where
         .max_number_of_messages(BATCH_SIZE)
         .wait_time_seconds(wait_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::All)
+        .customize()
+        .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(long_poll_timeout(wait_seconds)))
         .send()
         .await
         .map_err(aws_sdk_sqs::Error::from)
@@ -150,6 +154,12 @@ where
             .context("deleting applied messages")?;
     }
     Ok(PollReport { received, failed: failed.len() })
+}
+
+/// Time for a long poll of `wait_seconds` to answer, beyond the clients' short defaults.
+fn long_poll_timeout(wait_seconds: i32) -> TimeoutConfig {
+    let limit = Duration::from_secs(wait_seconds.max(0) as u64 + 5);
+    TimeoutConfig::builder().operation_attempt_timeout(limit).operation_timeout(limit * 2).build()
 }
 
 /// A received message in the shape Lambda's SQS event gives it.

@@ -1,6 +1,8 @@
 //! The SQS consumer: tier changes and order facts applied at most once, bad messages failing
 //! alone.
 
+use std::sync::LazyLock;
+
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -104,9 +106,11 @@ async fn purchase_facts(app: &TestApp, customer: Uuid) -> (i64, String, Option<D
     (row.get(0), row.get(1), last)
 }
 
+/// A whole second `minutes_ago` before one instant fixed for the whole test run.
 fn at(minutes_ago: i64) -> DateTime<Utc> {
-    let now = Utc::now() - Duration::minutes(minutes_ago);
-    DateTime::from_timestamp(now.timestamp(), 0).unwrap()
+    static NOW: LazyLock<DateTime<Utc>> =
+        LazyLock::new(|| DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("now is a valid time"));
+    *NOW - Duration::minutes(minutes_ago)
 }
 
 #[tokio::test]

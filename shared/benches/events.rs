@@ -1,0 +1,258 @@
+//! Inbound event benchmark: one consumer (one Lambda instance) applying SQS batches of 10
+//! through `handle_batch`, next to the same statements run directly with tokio-postgres. The
+//! mix is 40% tier changes, 50% completed orders and 10% cancellations, over 10,000 customers
+//! of one organization. The two paths alternate in rounds over fresh events.
+//!
+//! Run with `make bench-events` (`BENCH_EVENTS` per path and round, default 3,000).
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::db::Db;
+use shared::events::inbound::handle_batch;
+use uuid::Uuid;
+
+mod common;
+use common::{admin, admin_config, runtime_config};
+
+const CUSTOMERS: usize = 10_000;
+const ROUNDS: usize = 3;
+
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// One inbound event, as the body of a message and as the values the direct path binds.
+struct Event {
+    body: String,
+    id: Uuid,
+    kind: Kind,
+}
+
+enum Kind {
+    Tier { customer: Uuid, tier: &'static str, time: DateTime<Utc> },
+    Completed { customer: Uuid, order: Uuid, amount: rust_decimal::Decimal, at: DateTime<Utc> },
+    Cancelled { customer: Uuid, order: Uuid, at: DateTime<Utc> },
+}
+
+struct Workload {
+    organization: Uuid,
+    customers: Vec<Uuid>,
+    random: Xorshift,
+    completed: Vec<(Uuid, Uuid)>,
+    clock: DateTime<Utc>,
+}
+
+impl Workload {
+    fn next(&mut self) -> Event {
+        self.clock += chrono::Duration::milliseconds(1);
+        let id = Uuid::now_v7();
+        let customer = self.customers[self.random.below(self.customers.len())];
+        let roll = self.random.below(10);
+        let (event_type, data, kind) = if roll < 4 {
+            let tier = ["bronze", "silver", "gold", "platinum"][self.random.below(4)];
+            let data = json!({"customer_id": customer, "old_tier": "bronze", "new_tier": tier});
+            ("pricing.loyalty.tier_changed", data, Kind::Tier { customer, tier, time: self.clock })
+        } else if roll < 9 || self.completed.is_empty() {
+            let order = Uuid::now_v7();
+            let amount = rust_decimal::Decimal::new(1_000 + self.random.below(50_000) as i64, 2);
+            self.completed.push((customer, order));
+            let data = json!({"order_id": order, "customer_id": customer, "total_amount": amount.to_string(),
+                              "completed_at": self.clock});
+            ("orders.order.completed", data, Kind::Completed { customer, order, amount, at: self.clock })
+        } else {
+            let (customer, order) = self.completed.swap_remove(self.random.below(self.completed.len()));
+            let data = json!({"order_id": order, "customer_id": customer, "cancelled_at": self.clock});
+            ("orders.order.cancelled", data, Kind::Cancelled { customer, order, at: self.clock })
+        };
+        let body = json!({"id": id, "type": event_type, "source": "bench", "time": self.clock,
+                          "organization_id": self.organization, "data": data})
+        .to_string();
+        Event { body, id, kind }
+    }
+
+    fn batches(&mut self, events: usize) -> Vec<Vec<Event>> {
+        let mut all: Vec<Event> = (0..events).map(|_| self.next()).collect();
+        let mut batches = Vec::new();
+        while !all.is_empty() {
+            let rest = all.split_off(all.len().min(10));
+            batches.push(std::mem::replace(&mut all, rest));
+        }
+        batches
+    }
+}
+
+fn sqs_event(batch: &[Event]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = batch
+        .iter()
+        .map(|e| {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(e.id.to_string());
+            message.body = Some(e.body.clone());
+            message
+        })
+        .collect();
+    event
+}
+
+async fn through_service(db: &Db, batches: &[Vec<Event>], concurrency: usize) -> usize {
+    let mut failures = 0;
+    for batch in batches {
+        failures += handle_batch(db, sqs_event(batch), concurrency).await.batch_item_failures.len();
+    }
+    failures
+}
+
+async fn direct(pool: &Pool, organization: Uuid, batches: &[Vec<Event>], concurrency: usize) -> usize {
+    let mut failures = 0;
+    for batch in batches {
+        let results = futures_util::stream::iter(batch)
+            .map(|event| apply_direct(pool, organization, event))
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        failures += results.iter().filter(|ok| !**ok).count();
+    }
+    failures
+}
+
+/// The consumer's statements, bound straight from the generated values.
+async fn apply_direct(pool: &Pool, organization: Uuid, event: &Event) -> bool {
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute("SELECT set_config('app.current_organization_id', $1, true)", &[&organization.to_string()])
+        .await
+        .unwrap();
+    let (event_type, customer) = match &event.kind {
+        Kind::Tier { customer, .. } => ("pricing.loyalty.tier_changed", *customer),
+        Kind::Completed { customer, .. } => ("orders.order.completed", *customer),
+        Kind::Cancelled { customer, .. } => ("orders.order.cancelled", *customer),
+    };
+    let inserted = tx
+        .execute(
+            "INSERT INTO inbound_events (organization_id, event_id, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&organization, &event.id, &event_type],
+        )
+        .await
+        .unwrap();
+    if inserted == 0 {
+        return true;
+    }
+    tx.query_opt("SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer]).await.unwrap();
+    let refresh = "UPDATE customers SET last_purchase_at = \
+                   (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
+                   WHERE customer_id = $1";
+    match &event.kind {
+        Kind::Tier { customer, tier, time } => {
+            tx.execute(
+                "UPDATE customers SET loyalty_tier = $2, tier_updated_at = $3, version = version + 1, updated_at = now() \
+                 WHERE customer_id = $1 AND (tier_updated_at IS NULL OR tier_updated_at < $3)",
+                &[customer, tier, time],
+            )
+            .await
+            .unwrap();
+        }
+        Kind::Completed { customer, order, amount, at } => {
+            tx.execute(
+                "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization_id, order_id) DO NOTHING",
+                &[&organization, order, customer, amount, at],
+            )
+            .await
+            .unwrap();
+            tx.execute(refresh, &[customer]).await.unwrap();
+        }
+        Kind::Cancelled { customer, order, at } => {
+            tx.execute(
+                "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at, status, cancelled_at) \
+                 VALUES ($1, $2, $3, 0, $4, 'cancelled', $4) ON CONFLICT (organization_id, order_id) DO UPDATE \
+                 SET status = 'cancelled', cancelled_at = EXCLUDED.cancelled_at, updated_at = now() \
+                 WHERE purchases.status = 'completed'",
+                &[&organization, order, customer, at],
+            )
+            .await
+            .unwrap();
+            tx.execute(refresh, &[customer]).await.unwrap();
+        }
+    }
+    tx.commit().await.is_ok()
+}
+
+async fn seed(database: &str, organization: Uuid) -> Vec<Uuid> {
+    let maintenance = admin("postgres").await;
+    maintenance.execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), &[]).await.unwrap();
+    maintenance.execute(&format!("CREATE DATABASE {database}"), &[]).await.unwrap();
+    shared::migrations::run(&admin_config(database)).await.unwrap();
+    let client = admin(database).await;
+    client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&organization]).await.unwrap();
+    let rows = client
+        .query(
+            "INSERT INTO customers (customer_id, organization_id, first_name, last_name) \
+             SELECT gen_random_uuid(), $1, 'Cliente', 'Número ' || n FROM generate_series(1, $2::int) n \
+             RETURNING customer_id",
+            &[&organization, &(CUSTOMERS as i32)],
+        )
+        .await
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE").await.unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(3_000);
+    let database = format!("cs_bench_events_{}", std::process::id());
+    let organization = Uuid::new_v4();
+    eprintln!("seeding {CUSTOMERS} customers in {database}");
+    let customers = seed(&database, organization).await;
+    let mut workload = Workload {
+        organization,
+        customers,
+        random: Xorshift(0x9e37_79b9_7f4a_7c15),
+        completed: Vec::new(),
+        clock: Utc::now(),
+    };
+
+    println!("\n| connections | service events/s | direct events/s | service / direct |");
+    println!("|---|---|---|---|");
+    for concurrency in [1, 4] {
+        let db = Db::from_config(runtime_config(&database), concurrency).unwrap();
+        let pool = Pool::builder(Manager::from_config(
+            runtime_config(&database),
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ))
+        .max_size(concurrency)
+        .build()
+        .unwrap();
+        let (mut service_time, mut direct_time) = (Duration::ZERO, Duration::ZERO);
+        for round in 0..ROUNDS {
+            eprintln!("  {concurrency} connection(s), round {}/{ROUNDS}: {events} events per path", round + 1);
+            let batches = workload.batches(events);
+            let started = Instant::now();
+            assert_eq!(through_service(&db, &batches, concurrency).await, 0, "the service failed events");
+            service_time += started.elapsed();
+            let batches = workload.batches(events);
+            let started = Instant::now();
+            assert_eq!(direct(&pool, organization, &batches, concurrency).await, 0, "the direct path failed events");
+            direct_time += started.elapsed();
+        }
+        let total = (events * ROUNDS) as f64;
+        let (service, direct) = (total / service_time.as_secs_f64(), total / direct_time.as_secs_f64());
+        println!("| {concurrency} | {service:.0} | {direct:.0} | {:.0}% |", 100.0 * service / direct);
+    }
+    let maintenance = admin("postgres").await;
+    maintenance.execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), &[]).await.unwrap();
+}
