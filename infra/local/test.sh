@@ -5,6 +5,8 @@ cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
 infra/local/services.sh
 load_environment
+# The outbox test stops and starts an emulator of its own.
+command -v moto_server >/dev/null || pip_install 'moto[server]' moto_server
 command -v sam >/dev/null || pip_install aws-sam-cli sam
 command -v cfn-lint >/dev/null || pip_install cfn-lint cfn-lint
 

@@ -127,6 +127,15 @@ async fn workloads(database: &str, per_kind: i64) -> Vec<Workload> {
                 .map(|(f, l)| with_typo(&format!("{} {}", first_word(f), first_word(l))))
                 .collect(),
         },
+        Workload { kind: "one word (surname)", queries: field(1).map(first_word).collect() },
+        Workload {
+            kind: "two words, reversed",
+            queries: field(0).zip(field(1)).map(|(f, l)| format!("{} {}", first_word(l), first_word(f))).collect(),
+        },
+        Workload {
+            kind: "email prefix",
+            queries: field(2).map(|e| e.split('@').next().unwrap().chars().take(8).collect()).collect(),
+        },
         Workload {
             kind: "email fragment",
             queries: field(2).map(|e| e.split('@').next().unwrap().chars().skip(2).take(8).collect()).collect(),

@@ -14,7 +14,7 @@ pub struct SearchQuery {
     pub text: String,
     /// Whether the name is long enough for trigram matching (3+ characters).
     pub fuzzy_name: bool,
-    /// `LIKE` pattern for a fragment of the email, wildcards escaped.
+    /// The text in lower case, when it could be part of an email (3+ characters, one word).
     pub email_fragment: Option<String>,
     /// The text in lower case, when it could be the start of an email (one word).
     pub email_prefix: Option<String>,
@@ -22,11 +22,6 @@ pub struct SearchQuery {
     pub phone_digits: Option<String>,
     /// The text as a normalized document number, when it could be one.
     pub document: Option<String>,
-}
-
-/// Escapes `LIKE` wildcards so that `%`, `_` and `\` match themselves.
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 impl SearchQuery {
@@ -42,8 +37,7 @@ impl SearchQuery {
         let lowered = text.to_lowercase();
         Some(Self {
             fuzzy_name: text.chars().filter(|c| c.is_alphanumeric()).count() >= 3,
-            email_fragment: (could_be_email && text.chars().count() >= 3)
-                .then(|| format!("%{}%", escape_like(&lowered))),
+            email_fragment: (could_be_email && text.chars().count() >= 3).then(|| lowered.clone()),
             email_prefix: could_be_email.then(|| lowered.clone()),
             phone_digits: (phone_like && digits.len() >= 4).then_some(digits),
             document: DocumentNumber::parse(&text)
@@ -71,9 +65,10 @@ mod tests {
     }
 
     #[test]
-    fn wildcards_in_the_query_match_themselves() {
-        let query = SearchQuery::parse("100%_a\\b").unwrap();
-        assert_eq!(query.email_fragment.as_deref(), Some("%100\\%\\_a\\\\b%"));
+    fn an_email_fragment_is_the_lowered_text_as_typed() {
+        let query = SearchQuery::parse("Ar.Mendo%_\\").unwrap();
+        assert_eq!(query.email_fragment.as_deref(), Some("ar.mendo%_\\"));
+        assert_eq!(SearchQuery::parse("ar").unwrap().email_fragment, None, "too short to be a fragment");
     }
 
     #[test]

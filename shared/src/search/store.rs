@@ -27,8 +27,9 @@ const NAME_POOL: i64 = 500;
 const TYPED_NAME: &str = "lower(immutable_unaccent($2::text))";
 
 /// The typed words (2+ characters) with the vocabulary words each may mean: itself, words it
-/// begins, and similar words (typos), at most three per typed word.
-const CORRECTIONS: &str = "SELECT typed.position, known.word
+/// begins, and similar words (typos), at most three per typed word. `place` numbers the typed
+/// words that have any, from 1.
+const CORRECTIONS: &str = "SELECT dense_rank() OVER (ORDER BY typed.position) AS place, known.word
         FROM regexp_split_to_table(lower(immutable_unaccent($2::text)), '[^a-z0-9]+')
                  WITH ORDINALITY AS typed(word, position)
         CROSS JOIN LATERAL (
@@ -39,36 +40,49 @@ const CORRECTIONS: &str = "SELECT typed.position, known.word
             LIMIT 3) known
         WHERE length(typed.word) >= 2";
 
+/// Typed words up to this many are also tried in every order ("mendoza omar").
+const ANY_ORDER_WORDS: i64 = 3;
+
+/// Word similarity from which a name found in another order than typed settles the query; a
+/// weaker one ("los andes" finding "Andrés Losada") still lets the any-order word match run.
+const REORDERED_CONFIDENT: f64 = 0.8;
+
 /// Every typed word as one of its corrections, all required, in any order:
 /// `('jose' | 'josefina') & ('gonzalez' | 'gonzales')`. NULL when no word is known.
 const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', ' & ')::tsquery FROM (
-        SELECT position, string_agg(quote_literal(word), ' | ') AS alternatives
-        FROM corrections GROUP BY position) words)";
+        SELECT place, string_agg(quote_literal(word), ' | ') AS alternatives
+        FROM corrections GROUP BY place) words)";
 
 /// The search: one capped, index-backed branch per kind of match, then the best score of each
 /// customer. Scores: exact document 4, exact phone or email 3, email or whole-name prefix 2.5,
-/// phone prefix 2, email fragment 1.8 (only when no email starts with the text), similar name
-/// 1 + word similarity (corrected phrases first; the word match in any order only when no
-/// phrase matched). Each branch is gated above its capped subquery, so a branch that does
-/// not apply never scans: under forced RLS a folded `false` inside it would not stop the scan. The name-word branch
-/// runs only when the exact hits that outrank every name-word hit (above 2) do not fill the page.
+/// phone prefix 2, email fragment 1.8, similar name 1 + word similarity. Names are found by
+/// corrected phrases (typed order, and every order for up to three words); the word match in
+/// any order, a scan, runs only when no phrase in the typed order matched and no reordered one
+/// matched closely, and when the hits that outrank it (above 2) do not fill the page. Each
+/// branch is gated above its capped subquery, so a branch that does not apply never scans:
+/// under forced RLS a folded `false` inside it would not stop the scan.
 pub fn search_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-        "WITH RECURSIVE corrections AS ({CORRECTIONS}),
-         -- The corrected words in the typed order, as whole-name prefixes: B-tree probes, which
-         -- row-level security lets use the index (unlike @@ and LIKE).
-         phrases(position, phrase) AS (
-            SELECT position, word FROM corrections WHERE position = 1
+        "WITH RECURSIVE corrections AS MATERIALIZED ({CORRECTIONS}),
+         typed_words AS (SELECT count(DISTINCT place) AS n FROM corrections),
+         -- The corrected words as whole-name prefixes, in the typed order and, for a few
+         -- words, in every order: B-tree probes, which row-level security lets use the index
+         -- (unlike @@ and LIKE).
+         phrases(used, last_place, phrase, in_order) AS (
+            SELECT ARRAY[place], place, word, place = 1 FROM corrections
+            WHERE place = 1 OR (SELECT n FROM typed_words) <= {ANY_ORDER_WORDS}
             UNION ALL
-            SELECT c.position, p.phrase || ' ' || c.word
-            FROM phrases p JOIN corrections c ON c.position = p.position + 1
+            SELECT p.used || c.place, c.place, p.phrase || ' ' || c.word, p.in_order AND c.place = p.last_place + 1
+            FROM phrases p JOIN corrections c ON c.place <> ALL (p.used)
+             AND ((SELECT n FROM typed_words) <= {ANY_ORDER_WORDS} OR c.place = p.last_place + 1)
          ),
          -- Both bounds as plain values: an expression such as phrase || chr(..) is not
          -- leakproof, so row-level security would keep it out of the index condition.
          whole_phrases AS MATERIALIZED (
-            SELECT phrase, phrase || chr(1114111) AS phrase_end FROM phrases
-            WHERE position = (SELECT max(position) FROM corrections)
+            SELECT phrase, phrase || chr(1114111) AS phrase_end, bool_or(in_order) AS in_order FROM phrases
+            WHERE cardinality(used) = (SELECT n FROM typed_words)
+            GROUP BY phrase
          ),
          exact AS (
             (SELECT * FROM (
@@ -90,9 +104,9 @@ pub fn search_sql() -> &'static str {
              WHERE $6::text IS NOT NULL)
             UNION ALL
             (SELECT * FROM (
-                SELECT c.customer_id, CASE WHEN lower(c.email) = $5 THEN 3.0 ELSE 2.5 END::float8, 'email' FROM customers c
+                SELECT c.customer_id, CASE WHEN c.email_search = $5 THEN 3.0 ELSE 2.5 END::float8, 'email' FROM customers c
                 WHERE c.organization_id = $1
-                  AND lower(c.email) ~>=~ $5 AND lower(c.email) ~<~ ($5 || chr(1114111)) {FILTERS}
+                  AND c.email_search ~>=~ $5 AND c.email_search ~<~ ($5 || chr(1114111)) {FILTERS}
                 LIMIT $15) hit
              WHERE $5::text IS NOT NULL)
             UNION ALL
@@ -103,24 +117,29 @@ pub fn search_sql() -> &'static str {
                 LIMIT $15) hit
              WHERE $3)
          ),
+         -- A fragment from inside an address is the start of one of its suffixes.
          fragments AS (
             SELECT * FROM (
-                SELECT c.customer_id, 1.8::float8 AS score, 'email' AS matched_on FROM customers c
-                WHERE c.organization_id = $1 AND lower(c.email) LIKE $4 {FILTERS}
+                SELECT c.customer_id, 1.8::float8 AS score, 'email' AS matched_on
+                FROM email_suffixes f
+                JOIN customers c ON c.organization_id = f.organization_id AND c.customer_id = f.customer_id
+                WHERE f.organization_id = $1 AND f.suffix ~>=~ $4 AND f.suffix ~<~ ($4 || chr(1114111)) {FILTERS}
                 LIMIT $15) hit
-            WHERE $4::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM exact WHERE matched_on = 'email')
+            WHERE $4::text IS NOT NULL
+         ),
+         corrected_hits AS (
+            SELECT hit.customer_id, word_similarity({TYPED_NAME}, hit.search_name)::float8 AS similarity, p.in_order
+            FROM whole_phrases p
+            CROSS JOIN LATERAL (
+                SELECT c.customer_id, c.search_name FROM customers c
+                WHERE c.organization_id = $1
+                  AND c.search_name ~>=~ p.phrase AND c.search_name ~<~ p.phrase_end {FILTERS}
+                ORDER BY c.search_name USING ~<~
+                LIMIT $15) hit
+            WHERE $16
          ),
          corrected AS (
-            SELECT customer_id, max(1.0 + similarity) AS score, 'name' AS matched_on FROM (
-                SELECT hit.customer_id, word_similarity({TYPED_NAME}, hit.search_name)::float8 AS similarity
-                FROM whole_phrases p
-                CROSS JOIN LATERAL (
-                    SELECT c.customer_id, c.search_name FROM customers c
-                    WHERE c.organization_id = $1
-                      AND c.search_name ~>=~ p.phrase AND c.search_name ~<~ p.phrase_end {FILTERS}
-                    ORDER BY c.search_name USING ~<~
-                    LIMIT $15) hit
-                WHERE $16) scored
+            SELECT customer_id, max(1.0 + similarity) AS score, 'name' AS matched_on FROM corrected_hits
             GROUP BY customer_id
          ),
          words AS (
@@ -129,7 +148,8 @@ pub fn search_sql() -> &'static str {
                 FROM customers c
                 WHERE c.organization_id = $1 AND c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
                 LIMIT {NAME_POOL}) pool
-            WHERE similarity >= 0.4 AND $16 AND NOT EXISTS (SELECT 1 FROM corrected)
+            WHERE similarity >= 0.4 AND $16
+              AND NOT EXISTS (SELECT 1 FROM corrected_hits WHERE in_order OR similarity >= {REORDERED_CONFIDENT})
               AND (SELECT count(*) FROM exact e
                    WHERE e.score > 2.0
                      AND ($12::float8 IS NULL OR e.score < $12 OR (e.score = $12 AND e.customer_id > $13))) < $14

@@ -73,6 +73,9 @@ async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows(
         .unwrap()
         .get(0);
     assert_eq!(remembered, 0, "the search vocabulary forgets the erased name");
+    let suffixes: i64 =
+        admin.query_one("SELECT count(*) FROM email_suffixes WHERE customer_id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(suffixes, 0, "the email fragment index forgets the erased email");
     let events: i64 = admin
         .query_one("SELECT count(*) FROM outbox WHERE event_type = 'customers.customer.erased'", &[])
         .await

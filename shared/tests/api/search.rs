@@ -123,6 +123,13 @@ async fn support_staff_find_the_customer_they_mean_in_the_top_three() {
         ("@losandes.com.pa", "andes"),
         ("hrios", "hector"),
         ("vero.cast", "veronica"),
+        ("rios hector", "hector"),
+        ("chavez oscar", "oscar"),
+        ("rodriguez juana", "juana"),
+        ("astillo@ya", "veronica"),
+        ("nunez@gm", "maria_fernanda"),
+        ("losandes", "andes"),
+        ("samaniego@correo", "ana_lucia"),
     ];
     let mut misses = Vec::new();
     for (query, expected) in cases {
@@ -243,4 +250,43 @@ async fn injection_looking_input_answers_normally() {
         }
     }
     assert_eq!(app.count("customers").await as usize, PEOPLE.len() + DISTRACTORS.len());
+}
+
+/// Under forced row-level security an index serves only leakproof conditions on plain columns;
+/// anything else silently becomes a filter over the whole organization. Every range condition
+/// of the search must therefore be an index condition (the any-order word match is the one
+/// scan, a fallback its gates keep for queries no range answers).
+#[tokio::test]
+async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
+    use shared::search::{query::SearchQuery, store, SearchFilter};
+
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let admin = app.admin().await;
+    admin
+        .execute(
+            "INSERT INTO customers (customer_id, organization_id, first_name, last_name, email, phone, \
+                                    document_type, document_number) \
+             SELECT gen_random_uuid(), $1, 'Nombre' || n, 'Apellido' || (n % 500), 'cliente' || n || '@example.com', \
+                    '+507' || (62000000 + n), 'cedula', '8-' || n || '-1' \
+             FROM generate_series(1, 20000) n",
+            &[&app.org_a],
+        )
+        .await
+        .unwrap();
+    admin.batch_execute("ANALYZE").await.unwrap();
+    let mut connection = app.db.connection().await.unwrap();
+    for typed in ["cliente123@ex", "ente123", "mendoza omar", "apellido7 nombre7", "6123-4567", "8-123-456", "jose"] {
+        let tx = connection.begin(app.org_a).await.unwrap();
+        tx.execute(store::SEARCH_SETTINGS_SQL, &[]).await.unwrap();
+        let query = SearchQuery::parse(typed).unwrap();
+        let params = store::search_params(app.org_a, &query, &SearchFilter::default(), None, 20);
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let plan = tx.query(&format!("EXPLAIN {}", store::search_sql()), &params).await.unwrap();
+        let plan: Vec<String> = plan.iter().map(|row| row.get(0)).collect();
+        let filtered: Vec<&String> =
+            plan.iter().filter(|line| line.contains("~>=~") && !line.contains("Index Cond")).collect();
+        assert!(filtered.is_empty(), "{typed:?}: ranges evaluated as filters:\n{}", plan.join("\n"));
+    }
 }
