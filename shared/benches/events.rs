@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use shared::db::Db;
 use shared::events::inbound::handle_batch;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 mod common;
@@ -21,6 +22,10 @@ use common::{admin, admin_config, runtime_config};
 
 const CUSTOMERS: usize = 10_000;
 const ROUNDS: usize = 3;
+
+const REFRESH: &str = "UPDATE customers SET last_purchase_at = \
+    (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
+    WHERE customer_id = $1";
 
 struct Xorshift(u64);
 
@@ -128,66 +133,64 @@ async fn direct(pool: &Pool, organization: Uuid, batches: &[Vec<Event>], concurr
     failures
 }
 
-/// The consumer's statements, bound straight from the generated values.
+/// The consumer's statements, prepared once per connection as the service's are, bound
+/// straight from the generated values.
 async fn apply_direct(pool: &Pool, organization: Uuid, event: &Event) -> bool {
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    tx.execute("SELECT set_config('app.current_organization_id', $1, true)", &[&organization.to_string()])
-        .await
-        .unwrap();
+    run(&tx, "SELECT set_config('app.current_organization_id', $1, true)", &[&organization.to_string()]).await;
     let (event_type, customer) = match &event.kind {
         Kind::Tier { customer, .. } => ("pricing.loyalty.tier_changed", *customer),
         Kind::Completed { customer, .. } => ("orders.order.completed", *customer),
         Kind::Cancelled { customer, .. } => ("orders.order.cancelled", *customer),
     };
-    let inserted = tx
-        .execute(
-            "INSERT INTO inbound_events (organization_id, event_id, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&organization, &event.id, &event_type],
-        )
-        .await
-        .unwrap();
+    let inserted = run(
+        &tx,
+        "INSERT INTO inbound_events (organization_id, event_id, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&organization, &event.id, &event_type],
+    )
+    .await;
     if inserted == 0 {
         return true;
     }
-    tx.query_opt("SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer]).await.unwrap();
-    let refresh = "UPDATE customers SET last_purchase_at = \
-                   (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
-                   WHERE customer_id = $1";
+    run(&tx, "SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer]).await;
     match &event.kind {
         Kind::Tier { customer, tier, time } => {
-            tx.execute(
+            run(&tx,
                 "UPDATE customers SET loyalty_tier = $2, tier_updated_at = $3, version = version + 1, updated_at = now() \
                  WHERE customer_id = $1 AND (tier_updated_at IS NULL OR tier_updated_at < $3)",
                 &[customer, tier, time],
             )
-            .await
-            .unwrap();
+            .await;
         }
         Kind::Completed { customer, order, amount, at } => {
-            tx.execute(
+            run(
+                &tx,
                 "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization_id, order_id) DO NOTHING",
                 &[&organization, order, customer, amount, at],
             )
-            .await
-            .unwrap();
-            tx.execute(refresh, &[customer]).await.unwrap();
+            .await;
+            run(&tx, REFRESH, &[customer]).await;
         }
         Kind::Cancelled { customer, order, at } => {
-            tx.execute(
+            run(&tx,
                 "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at, status, cancelled_at) \
                  VALUES ($1, $2, $3, 0, $4, 'cancelled', $4) ON CONFLICT (organization_id, order_id) DO UPDATE \
                  SET status = 'cancelled', cancelled_at = EXCLUDED.cancelled_at, updated_at = now() \
                  WHERE purchases.status = 'completed'",
                 &[&organization, order, customer, at],
             )
-            .await
-            .unwrap();
-            tx.execute(refresh, &[customer]).await.unwrap();
+            .await;
+            run(&tx, REFRESH, &[customer]).await;
         }
     }
     tx.commit().await.is_ok()
+}
+
+async fn run(tx: &deadpool_postgres::Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> u64 {
+    let statement = tx.prepare_cached(sql).await.unwrap();
+    tx.execute(&statement, params).await.unwrap()
 }
 
 async fn seed(database: &str, organization: Uuid) -> Vec<Uuid> {
