@@ -1,4 +1,5 @@
--- Email search that forced row-level security lets use an index. Under RLS only a leakproof
+-- Email search that forced row-level security lets use an index, and name prefixes read from
+-- the index alone. Under RLS only a leakproof
 -- qual on a plain column can be an index condition: `lower(email) ~>=~ $1` is a filter
 -- (lower() is not leakproof), and so are LIKE and every trigram operator.
 
@@ -6,7 +7,13 @@
 ALTER TABLE customers ADD COLUMN email_search text GENERATED ALWAYS AS (lower(email)) STORED;
 DROP INDEX customers_email_prefix;
 DROP INDEX customers_email_trgm;
-CREATE INDEX customers_email_search_prefix ON customers (organization_id, email_search text_pattern_ops);
+CREATE INDEX customers_email_search_prefix ON customers (organization_id, email_search text_pattern_ops)
+    INCLUDE (customer_id);
+
+-- Whole-name prefixes answered from the index alone (id and name), without reading the rows.
+DROP INDEX customers_search_name_prefix;
+CREATE INDEX customers_search_name_prefix ON customers (organization_id, search_name text_pattern_ops)
+    INCLUDE (customer_id);
 
 -- Suffixes of each email, so a fragment from the middle of an address is a B-tree range:
 -- "ar.mendo" is a prefix of the suffix "ar.mendoza7@gmail.com". Every suffix that starts in the

@@ -3,24 +3,38 @@
 //! mix is 40% tier changes, 50% completed orders and 10% cancellations, over 10,000 customers
 //! of one organization. The two paths alternate in rounds over fresh events.
 //!
+//! Then the outbound side: customer creations through the customers router with and without
+//! the publish after commit to the emulator's FIFO queue, and what that publish adds to a
+//! request.
+//!
 //! Run with `make bench-events` (`BENCH_EVENTS` per path and round, default 3,000).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use axum::body::Body;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
+use http::{Method, Request, StatusCode};
 use serde_json::json;
+use shared::auth::{issue_hs256_token, TokenVerifier};
+use shared::config::{AuthConfig, TokenKeys};
 use shared::db::Db;
 use shared::events::inbound::handle_batch;
+use shared::events::local::{create_queues, RetryPolicy};
+use shared::events::Relay;
+use shared::http::AppState;
 use tokio_postgres::types::ToSql;
+use tower::ServiceExt;
 use uuid::Uuid;
 
 mod common;
 use common::{admin, admin_config, runtime_config};
 
 const CUSTOMERS: usize = 10_000;
+const SECRET: &str = "bench-secret";
 const ROUNDS: usize = 3;
 
 const REFRESH: &str = "UPDATE customers SET last_purchase_at = \
@@ -256,6 +270,99 @@ async fn main() {
         let (service, direct) = (total / service_time.as_secs_f64(), total / direct_time.as_secs_f64());
         println!("| {concurrency} | {service:.0} | {direct:.0} | {:.0}% |", 100.0 * service / direct);
     }
+    publish_after_commit(&database, organization).await;
     let maintenance = admin("postgres").await;
     maintenance.execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), &[]).await.unwrap();
+}
+
+/// Creation latency through the customers router without and with the publish after commit.
+async fn publish_after_commit(database: &str, organization: Uuid) {
+    const PER_ROUND: usize = 100;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
+    let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await);
+    let prefix = format!("bench{}-", std::process::id());
+    let queues = create_queues(&sqs, &prefix, RetryPolicy::default())
+        .await
+        .unwrap_or_else(|e| panic!("the SQS emulator at {endpoint} does not answer ({e:#}); run `make bench-events`"));
+    let db = Db::from_config(runtime_config(database), 4).unwrap();
+    let auth = AuthConfig {
+        keys: TokenKeys::Hs256Secret(SECRET.into()),
+        organization_claim: "org_id".into(),
+        audience: None,
+        issuer: None,
+    };
+    let verifier = Arc::new(TokenVerifier::new(&auth).await.unwrap());
+    let relay = Arc::new(Relay::new(db.clone(), sqs.clone(), &queues.outbound));
+    let without =
+        shared::customers::routes::router(AppState { db: db.clone(), verifier: verifier.clone(), relay: None });
+    let with = shared::customers::routes::router(AppState { db, verifier, relay: Some(relay.clone()) });
+    let token =
+        issue_hs256_token(SECRET, organization, "bench", &["customers:write"], Duration::from_secs(3600)).unwrap();
+
+    relay.publish_all().await.unwrap();
+    let (mut plain, mut publishing) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        eprintln!("  creations, round {}/{ROUNDS}: {PER_ROUND} without and {PER_ROUND} with the publish", round + 1);
+        for _ in 0..PER_ROUND {
+            plain.push(create_customer(&without, &token).await);
+        }
+        relay.publish_all().await.unwrap();
+        for _ in 0..PER_ROUND {
+            publishing.push(create_customer(&with, &token).await);
+        }
+    }
+    let arrived = drain_count(&sqs, &queues.outbound).await;
+    assert_eq!(arrived, 2 * PER_ROUND * ROUNDS, "every creation's event reaches the queue");
+    let (plain_p50, plain_p95) = (percentile_ms(&mut plain, 0.5), percentile_ms(&mut plain, 0.95));
+    let (publishing_p50, publishing_p95) = (percentile_ms(&mut publishing, 0.5), percentile_ms(&mut publishing, 0.95));
+    println!("\n| customer creation | p50 | p95 |");
+    println!("|---|---|---|");
+    println!("| events left for the scheduled relay | {plain_p50:.1} ms | {plain_p95:.1} ms |");
+    println!("| published before the answer | {publishing_p50:.1} ms | {publishing_p95:.1} ms |");
+    println!(
+        "\nThe publish adds {:.1} ms at p50; each event is in the queue when its request answers.",
+        publishing_p50 - plain_p50
+    );
+}
+
+async fn create_customer(router: &axum::Router, token: &str) -> Duration {
+    let n = Uuid::new_v4().simple().to_string();
+    let body = json!({"first_name": "Cliente", "last_name": "Nuevo", "email": format!("c{n}@example.com")}).to_string();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/customers")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let started = Instant::now();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    started.elapsed()
+}
+
+/// Receives and deletes every message of a FIFO queue; answers how many there were.
+async fn drain_count(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
+    let mut count = 0;
+    loop {
+        let output = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
+        if output.messages().is_empty() {
+            return count;
+        }
+        for message in output.messages() {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            count += 1;
+        }
+    }
+}
+
+fn percentile_ms(latencies: &mut [Duration], q: f64) -> f64 {
+    latencies.sort_unstable();
+    let index = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+    latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1e3
 }
