@@ -94,3 +94,14 @@ CREATE TRIGGER customers_email_suffixes_on_delete AFTER DELETE ON customers
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION forget_email_suffixes();
 
 GRANT EXECUTE ON FUNCTION email_suffixes_of(text) TO customer_app;
+
+-- The suffixes of the customers already here. The owner is bound by forced RLS too, so it
+-- lifts FORCE for this transaction's backfill only.
+ALTER TABLE customers NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE email_suffixes NO FORCE ROW LEVEL SECURITY;
+INSERT INTO email_suffixes (organization_id, suffix, customer_id)
+SELECT c.organization_id, suffix, c.customer_id
+FROM customers c, email_suffixes_of(c.email_search) AS suffix
+WHERE c.email_search IS NOT NULL;
+ALTER TABLE customers FORCE ROW LEVEL SECURITY;
+ALTER TABLE email_suffixes FORCE ROW LEVEL SECURITY;

@@ -27,6 +27,10 @@ const NO_FILTERS: &str = "($7::text IS NULL AND $8::text IS NULL AND $9::text IS
 /// Rows the name branch reads from its index before ranking them by similarity.
 const NAME_POOL: i64 = 500;
 
+/// Customers of the anchor word checked for the other typed words: a word shared by more
+/// customers answers from the first of them rather than reading them all.
+const ANCHOR_CANDIDATES: i64 = 2000;
+
 /// The typed text as the name columns hold it: lower case, accents removed.
 const TYPED_NAME: &str = "lower(immutable_unaccent($2::text))";
 
@@ -60,11 +64,12 @@ const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', '
 /// The search: one capped, index-backed branch per kind of match, then the best score of each
 /// customer. Scores: exact document 4, exact phone or email 3, email or whole-name prefix 2.5,
 /// phone prefix 2, email fragment 1.8, similar name 1 + word similarity. Names are found by
-/// corrected phrases (typed order, and every order for up to three words); the word match in
-/// any order, a scan, runs only when no phrase in the typed order matched and no reordered one
-/// matched closely, and when the hits that outrank it (above 2) do not fill the page. Each
-/// branch is gated above its capped subquery, so a branch that does not apply never scans:
-/// under forced RLS a folded `false` inside it would not stop the scan.
+/// corrected phrases (typed order, and every order for up to three words); the words in any
+/// position (a surname alone, "los andes") run only when no phrase in the typed order matched
+/// and no reordered one matched closely, and when the hits that outrank them (above 2) do not
+/// fill the page. Every branch reads B-tree ranges or equalities, never the organization, and
+/// is gated above its capped subquery: under forced RLS a folded `false` inside a branch would
+/// not stop its scan.
 pub fn search_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -147,11 +152,25 @@ pub fn search_sql() -> &'static str {
             SELECT customer_id, max(1.0 + similarity) AS score, 'name' AS matched_on FROM corrected_hits
             GROUP BY customer_id
          ),
+         -- The typed word naming the fewest customers (counted up to a cap) anchors the match
+         -- in any order: its customers, read by B-tree equality, are checked for the others.
+         anchor AS MATERIALIZED (
+            SELECT w.words FROM (SELECT place, array_agg(word) AS words FROM corrections GROUP BY place) w
+            ORDER BY (SELECT count(*) FROM (
+                          SELECT 1 FROM name_word_postings p
+                          WHERE p.organization_id = $1 AND p.word = ANY (w.words)
+                          LIMIT {ANCHOR_CANDIDATES}) counted),
+                     w.place
+            LIMIT 1
+         ),
          words AS (
             SELECT customer_id, 1.0 + similarity AS score, 'name' AS matched_on FROM (
                 SELECT c.customer_id, word_similarity({TYPED_NAME}, c.search_name)::float8 AS similarity
-                FROM customers c
-                WHERE c.organization_id = $1 AND c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
+                FROM (SELECT p.customer_id FROM anchor a
+                      JOIN name_word_postings p ON p.organization_id = $1 AND p.word = ANY (a.words)
+                      LIMIT {ANCHOR_CANDIDATES}) candidate
+                JOIN customers c ON c.organization_id = $1 AND c.customer_id = candidate.customer_id
+                WHERE c.search_words @@ {NAME_WORDS_QUERY} {FILTERS}
                 LIMIT {NAME_POOL}) pool
             WHERE similarity >= 0.4 AND $16
               AND NOT EXISTS (SELECT 1 FROM corrected_hits WHERE in_order OR similarity >= {REORDERED_CONFIDENT})

@@ -174,7 +174,7 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(tenant_tables, 14);
+    assert_eq!(tenant_tables, 15);
 
     // The registry of organization ids is the documented exception: listable, forced RLS,
     // and a transaction may register only its own organization.
