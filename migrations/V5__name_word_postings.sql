@@ -1,6 +1,11 @@
 -- Customers by name word, so words in any order ("los andes" for "Comercial Los Andes S.A.",
 -- a surname alone) are found by B-tree equality, which forced row-level security lets use an
 -- index (the tsvector @@ match would be a filter over the whole organization).
+-- The GIN indexes that forced RLS cannot use: the word match in any order and the trigram
+-- index of the vocabulary (a few thousand words, read whole).
+DROP INDEX customers_search_words;
+DROP INDEX name_words_trgm;
+
 CREATE TABLE name_word_postings (
     organization_id uuid NOT NULL,
     word            text NOT NULL,
