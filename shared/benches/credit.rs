@@ -22,22 +22,11 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 mod common;
-use common::{admin, admin_config, runtime_config};
+use common::{admin, admin_config, runtime_config, Xorshift};
 
 const SECRET: &str = "bench-secret";
 const SPREAD_ACCOUNTS: usize = 10_000;
 const ROUNDS: u32 = 3;
-
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// Reservations, their latencies, and this process's CPU over the runs of one path.
 #[derive(Default)]
@@ -54,9 +43,7 @@ impl Cell {
     }
 
     fn percentile_ms(&mut self, q: f64) -> f64 {
-        self.latencies.sort_unstable();
-        let index = ((self.latencies.len() as f64 * q) as usize).min(self.latencies.len().saturating_sub(1));
-        self.latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1e3
+        common::percentile_ms(&mut self.latencies, q)
     }
 
     fn cpu_micros_per_reservation(&self) -> f64 {

@@ -31,7 +31,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 mod common;
-use common::{admin, admin_config, runtime_config};
+use common::{admin, admin_config, percentile_ms, runtime_config, Xorshift};
 
 const CUSTOMERS: usize = 10_000;
 const SECRET: &str = "bench-secret";
@@ -40,17 +40,6 @@ const ROUNDS: usize = 3;
 const REFRESH: &str = "UPDATE customers SET last_purchase_at = \
     (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
     WHERE customer_id = $1";
-
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// One inbound event, as the body of a message and as the values the direct path binds.
 struct Event {
@@ -377,10 +366,4 @@ async fn drain_count(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
             count += 1;
         }
     }
-}
-
-fn percentile_ms(latencies: &mut [Duration], q: f64) -> f64 {
-    latencies.sort_unstable();
-    let index = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
-    latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1e3
 }

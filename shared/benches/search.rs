@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 mod common;
-use common::{admin, admin_config, runtime_config};
+use common::{admin, admin_config, percentile_ms, runtime_config};
 
 const SECRET: &str = "bench-secret";
 const CUSTOMERS: i32 = 1_000_000;
@@ -184,11 +184,6 @@ async fn direct(client: &mut tokio_postgres::Client, prepared: &Prepared, organi
     tx.query(&prepared.search, &params).await.unwrap();
     tx.commit().await.unwrap();
     started.elapsed()
-}
-
-fn percentile_ms(latencies: &mut [Duration], q: f64) -> f64 {
-    latencies.sort_unstable();
-    latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3
 }
 
 fn main() {

@@ -1,4 +1,8 @@
-//! What the benchmarks share: the admin connection that creates and seeds their database.
+//! What the benchmarks share: the admin connection that creates and seeds their database, a
+//! seeded random source and percentiles. Each bench uses part of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
 
 /// The admin (owner) settings for `database`, from `ADMIN_DATABASE_URL`.
 pub fn admin_config(database: &str) -> tokio_postgres::Config {
@@ -21,4 +25,23 @@ pub fn runtime_config(database: &str) -> tokio_postgres::Config {
     let mut config = admin_config(database);
     config.user("customer_app");
     config
+}
+
+/// A small deterministic random source, so runs draw the same workload.
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// The `q` quantile of `latencies` in milliseconds (0 when empty).
+pub fn percentile_ms(latencies: &mut [Duration], q: f64) -> f64 {
+    latencies.sort_unstable();
+    let index = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+    latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1e3
 }
