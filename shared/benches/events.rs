@@ -23,7 +23,7 @@ use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
 use shared::db::Db;
 use shared::events::inbound::handle_batch;
-use shared::events::local::{create_queues, RetryPolicy};
+use shared::events::local::{create_queues, drain, RetryPolicy};
 use shared::events::Relay;
 use shared::http::AppState;
 use tokio_postgres::types::ToSql;
@@ -313,7 +313,7 @@ async fn publish_after_commit(database: &str, organization: Uuid) {
             .unwrap();
         send_alone.push(started.elapsed());
     }
-    let arrived = drain_count(&sqs, &queues.outbound).await - PER_ROUND;
+    let arrived = drain(&sqs, &queues.outbound).await.unwrap().len() - PER_ROUND;
     assert_eq!(arrived, 2 * PER_ROUND * ROUNDS, "every creation's event reaches the queue");
     let (plain_p50, plain_p95) = (percentile_ms(&mut plain, 0.5), percentile_ms(&mut plain, 0.95));
     let (publishing_p50, publishing_p95) = (percentile_ms(&mut publishing, 0.5), percentile_ms(&mut publishing, 0.95));
@@ -346,24 +346,4 @@ async fn create_customer(router: &axum::Router, token: &str) -> Duration {
     let response = router.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     started.elapsed()
-}
-
-/// Receives and deletes every message of a FIFO queue; answers how many there were.
-async fn drain_count(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
-    let mut count = 0;
-    loop {
-        let output = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
-        if output.messages().is_empty() {
-            return count;
-        }
-        for message in output.messages() {
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-            count += 1;
-        }
-    }
 }

@@ -156,6 +156,38 @@ where
     Ok(PollReport { received, failed: failed.len() })
 }
 
+/// Receives and deletes every message of `queue_url` (with their system attributes), a batch
+/// at a time so a FIFO queue hands over the next message of each group; stops when a receive
+/// answers nothing. For tests and benchmarks against the emulator.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
+    let mut received = Vec::new();
+    loop {
+        let output = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(BATCH_SIZE)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(aws_sdk_sqs::Error::from)
+            .context("receiving from the queue")?;
+        let messages = output.messages().to_vec();
+        if messages.is_empty() {
+            return Ok(received);
+        }
+        for message in &messages {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .map_err(aws_sdk_sqs::Error::from)
+                .context("deleting a received message")?;
+        }
+        received.extend(messages);
+    }
+}
+
 /// Time for a long poll of `wait_seconds` to answer, beyond the clients' short defaults.
 fn long_poll_timeout(wait_seconds: i32) -> TimeoutConfig {
     let limit = Duration::from_secs(wait_seconds.max(0) as u64 + 5);

@@ -237,33 +237,9 @@ pub async fn own_queues(sqs: &aws_sdk_sqs::Client, retry: shared::events::local:
     })
 }
 
-/// Receives every message of `queue_url`, deleting each batch so a FIFO queue hands over the
-/// next message of each group; stops when a receive answers nothing.
+/// Every message of `queue_url`, received and deleted.
 pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let mut received = Vec::new();
-    loop {
-        let output = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let messages = output.messages().to_vec();
-        if messages.is_empty() {
-            return received;
-        }
-        for message in &messages {
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        received.extend(messages);
-    }
+    shared::events::local::drain(sqs, queue_url).await.expect("the emulator answers")
 }
 
 /// A private emulator (moto) on a port of its own, which a test can stop and start; killed on
