@@ -39,6 +39,14 @@ impl Db {
         Ok(Self { pool })
     }
 
+    /// The functions' pool at cold start: `config`'s connection, refused unless its role is
+    /// bound by row-level security (see [`Db::ensure_runtime_role`]).
+    pub async fn open(config: &crate::config::DatabaseConfig) -> anyhow::Result<Self> {
+        let db = Self::from_config(config.connection.clone(), config.pool_size)?;
+        db.ensure_runtime_role().await?;
+        Ok(db)
+    }
+
     /// Fails unless the pool's role is bound by row-level security: not a superuser, without
     /// BYPASSRLS, owning no table. Called at cold start so a misconfigured URL never serves.
     pub async fn ensure_runtime_role(&self) -> anyhow::Result<()> {

@@ -15,8 +15,7 @@ struct Trigger {
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = shared::config::DatabaseConfig::load().await?;
-    let db = Db::from_config(config.connection, config.pool_size)?;
-    db.ensure_runtime_role().await?;
+    let db = Db::open(&config).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let db = db.clone();
         async move {

@@ -10,8 +10,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = shared::config::DatabaseConfig::load().await?;
     let concurrency = config.pool_size;
-    let db = Db::from_config(config.connection, config.pool_size)?;
-    db.ensure_runtime_role().await?;
+    let db = Db::open(&config).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let db = db.clone();
         async move {

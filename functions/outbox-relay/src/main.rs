@@ -13,8 +13,7 @@ async fn main() -> Result<(), Error> {
     let queue_url = shared::config::EventsConfig::from_env()
         .outbox_queue_url
         .ok_or("environment variable OUTBOX_QUEUE_URL is not set")?;
-    let db = Db::from_config(config.connection, config.pool_size)?;
-    db.ensure_runtime_role().await?;
+    let db = Db::open(&config).await?;
     let relay = Relay::new(db, aws_sdk_sqs::Client::new(&shared::aws::from_env().await), queue_url);
     lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async {
         let report = relay.publish_all().await?;

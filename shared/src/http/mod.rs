@@ -37,8 +37,7 @@ pub struct AppState {
 
 impl AppState {
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let db = Db::from_config(config.database.connection.clone(), config.database.pool_size)?;
-        db.ensure_runtime_role().await?;
+        let db = Db::open(&config.database).await?;
         let relay = match &config.events.outbox_queue_url {
             Some(queue_url) => {
                 let sqs = aws_sdk_sqs::Client::new(&crate::aws::from_env().await);
