@@ -34,19 +34,37 @@ const ANCHOR_CANDIDATES: i64 = 2000;
 /// The typed text as the name columns hold it: lower case, accents removed.
 const TYPED_NAME: &str = "lower(immutable_unaccent($2::text))";
 
-/// The typed words (2+ characters) with the vocabulary words each may mean: itself, words it
-/// begins, and similar words (typos), at most three per typed word. `place` numbers the typed
-/// words that have any, from 1.
-const CORRECTIONS: &str = "SELECT dense_rank() OVER (ORDER BY typed.position) AS place, known.word
-        FROM regexp_split_to_table(lower(immutable_unaccent($2::text)), '[^a-z0-9]+')
-                 WITH ORDINALITY AS typed(word, position)
+/// Typed words (2+ characters) given corrections; later words are left to the name prefix and
+/// similarity. With [`MAX_CORRECTION_COST`] this bounds the phrases by construction, whatever
+/// the length of `q` or the vocabulary.
+pub const MAX_NAME_WORDS: i64 = 8;
+
+/// Over three typed words, a phrase may stray this far from the best correction of each word
+/// (the sum of the correction ranks, 0 = best): at most 45 phrases of eight words instead of 3^8.
+const MAX_CORRECTION_COST: i64 = 2;
+
+/// The first [`MAX_NAME_WORDS`] typed words with the vocabulary words each may mean: itself,
+/// words it begins, and similar words (typos), at most three per typed word, ranked from 0
+/// (best). `place` numbers the typed words that have any, from 1.
+fn corrections() -> String {
+    format!(
+        "SELECT dense_rank() OVER (ORDER BY typed.position) AS place, known.word,
+               row_number() OVER (PARTITION BY typed.position ORDER BY known.exact DESC, known.similarity DESC) - 1 AS rank
+        FROM (SELECT word, position
+              FROM regexp_split_to_table(lower(immutable_unaccent($2::text)), '[^a-z0-9]+')
+                   WITH ORDINALITY AS split(word, position)
+              WHERE length(word) >= 2
+              ORDER BY position
+              LIMIT {MAX_NAME_WORDS}) typed
         CROSS JOIN LATERAL (
-            SELECT n.word FROM name_words n
+            SELECT n.word, n.word = typed.word AS exact, similarity(n.word, typed.word) AS similarity
+            FROM name_words n
             WHERE n.organization_id = $1
               AND (n.word = typed.word OR n.word LIKE typed.word || '%' OR n.word % typed.word)
             ORDER BY n.word = typed.word DESC, similarity(n.word, typed.word) DESC
-            LIMIT 3) known
-        WHERE length(typed.word) >= 2";
+            LIMIT 3) known"
+    )
+}
 
 /// Typed words up to this many are also tried in every order ("mendoza omar").
 const ANY_ORDER_WORDS: i64 = 3;
@@ -73,18 +91,21 @@ const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', '
 pub fn search_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-        "WITH RECURSIVE corrections AS MATERIALIZED ({CORRECTIONS}),
+        "WITH RECURSIVE corrections AS MATERIALIZED ({corrections}),
          typed_words AS (SELECT count(DISTINCT place) AS n FROM corrections),
          -- The corrected words as whole-name prefixes, in the typed order and, for a few
          -- words, in every order: B-tree probes, which row-level security lets use the index
          -- (unlike @@ and LIKE).
-         phrases(used, last_place, phrase, in_order) AS (
-            SELECT ARRAY[place], place, word, place = 1 FROM corrections
+         -- Over three words, only the typed order and phrases near the best corrections.
+         phrases(used, last_place, phrase, in_order, cost) AS (
+            SELECT ARRAY[place], place, word, place = 1, rank FROM corrections
             WHERE place = 1 OR (SELECT n FROM typed_words) <= {ANY_ORDER_WORDS}
             UNION ALL
-            SELECT p.used || c.place, c.place, p.phrase || ' ' || c.word, p.in_order AND c.place = p.last_place + 1
+            SELECT p.used || c.place, c.place, p.phrase || ' ' || c.word, p.in_order AND c.place = p.last_place + 1,
+                   p.cost + c.rank
             FROM phrases p JOIN corrections c ON c.place <> ALL (p.used)
-             AND ((SELECT n FROM typed_words) <= {ANY_ORDER_WORDS} OR c.place = p.last_place + 1)
+             AND ((SELECT n FROM typed_words) <= {ANY_ORDER_WORDS}
+                  OR (c.place = p.last_place + 1 AND p.cost + c.rank <= {MAX_CORRECTION_COST}))
          ),
          -- Both bounds as plain values: an expression such as phrase || chr(..) is not
          -- leakproof, so row-level security would keep it out of the index condition.
@@ -195,7 +216,8 @@ pub fn search_sql() -> &'static str {
          )
          SELECT r.score, r.matched_on, c.* FROM page r
          JOIN customers c ON c.organization_id = $1 AND c.customer_id = r.customer_id
-         ORDER BY r.score DESC, r.customer_id"
+         ORDER BY r.score DESC, r.customer_id",
+            corrections = corrections()
         )
     });
     &SQL

@@ -295,3 +295,49 @@ async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
         assert!(scans.is_empty(), "{typed:?}: scans {scans:?}:\n{}", plan.join("\n"));
     }
 }
+
+/// Rows produced by every node of a JSON plan, loops included: the work a statement did.
+fn plan_rows(node: &Value) -> f64 {
+    let own = node["Actual Rows"].as_f64().unwrap_or(0.0) * node["Actual Loops"].as_f64().unwrap_or(1.0);
+    own + node["Plans"].as_array().map_or(0.0, |children| children.iter().map(plan_rows).sum())
+}
+
+/// Each typed word may mean three vocabulary words; joining every combination grew 3x per word
+/// (12 words: half a million phrases). The work must stay bounded whatever the length of `q`.
+#[tokio::test]
+async fn a_query_of_any_length_over_near_identical_names_does_bounded_work() {
+    use shared::search::{query::SearchQuery, store, SearchFilter};
+
+    let app = TestApp::spawn().await;
+    for (i, first) in
+        ["Ma", "Mae", "Mai", "Maa", "Mao", "Mau", "May", "Max", "Mar", "Mas", "Mal", "Man"].iter().enumerate()
+    {
+        app.create_customer(
+            app.org_a,
+            json!({"first_name": first, "last_name": "Ma", "email": format!("ma{i}@correo.pa")}),
+        )
+        .await;
+    }
+    let mut connection = app.db.connection().await.unwrap();
+    for words in [8, 12, 20, 60] {
+        let typed = vec!["ma"; words].join(" ");
+        let tx = connection.begin(app.org_a).await.unwrap();
+        tx.execute("SET LOCAL statement_timeout = '10s'", &[]).await.unwrap();
+        tx.execute(store::SEARCH_SETTINGS_SQL, &[]).await.unwrap();
+        let query = SearchQuery::parse(&typed).unwrap();
+        let params = store::search_params(app.org_a, &query, &SearchFilter::default(), None, 20);
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let explained = tx
+            .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", store::search_sql()), &params)
+            .await
+            .unwrap_or_else(|error| panic!("{words} words: {error}"));
+        let plan: Value = explained.get(0);
+        let rows = plan_rows(&plan[0]["Plan"]);
+        println!("{words} words: {rows} plan rows, {} ms", plan[0]["Execution Time"]);
+        assert!(rows < 20_000.0, "{words} words made the search produce {rows} rows");
+        tx.commit().await.unwrap();
+        let body = search(&app, app.org_a, &typed).await;
+        assert!(!ids(&body).is_empty(), "{words} words still find the names that begin so");
+    }
+}
