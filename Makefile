@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit bench-search bench-events
+.PHONY: dev test services token bench-credit bench-search bench-events bench-relay
 
 dev:
 	@infra/local/dev.sh
@@ -26,3 +26,9 @@ bench-search:
 # Inbound events/s of one consumer (batches of 10) next to the same statements run directly.
 bench-events:
 	@infra/local/bench-events.sh
+
+# The relay draining a 20,000-event backlog (50 organizations, one customer owning 5,000) in
+# one-second runs: runs, duplicates (0) and order, against the local SQS emulator.
+bench-relay:
+	@infra/local/services.sh && bash -c 'source infra/local/lib.sh && load_environment && \
+		RELAY_DRAIN_EVENTS=20000 cargo test --workspace --test api hardening::a_large_backlog_drains -- --nocapture'

@@ -176,8 +176,9 @@ async fn direct(pool: Pool, sql: Arc<str>, organization: Uuid, customer: Uuid) -
         let data = json!({"customer_id": customer, "order_id": order, "amount": amount});
         let event = Envelope::new(organization, types::CREDIT_USED, data);
         let payload = serde_json::to_value(&event)?;
+        let group = shared::events::message_group(types::CREDIT_USED, customer);
         let statement = tx.prepare_cached(&sql).await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
             &organization,
             &customer,
             &amount,
@@ -189,6 +190,7 @@ async fn direct(pool: Pool, sql: Arc<str>, organization: Uuid, customer: Uuid) -
             &event.event_type,
             &payload,
             &event.time,
+            &group,
         ];
         let row = tx.query_opt(&statement, &params).await?;
         tx.commit().await?;

@@ -288,14 +288,14 @@ async fn publish_after_commit(database: &str, organization: Uuid) {
     let token =
         issue_hs256_token(SECRET, organization, "bench", &["customers:write"], Duration::from_secs(3600)).unwrap();
 
-    relay.publish_all().await.unwrap();
+    relay.publish_all(std::time::Instant::now() + std::time::Duration::from_secs(60)).await.unwrap();
     let (mut plain, mut publishing) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         eprintln!("  creations, round {}/{ROUNDS}: {PER_ROUND} without and {PER_ROUND} with the publish", round + 1);
         for _ in 0..PER_ROUND {
             plain.push(create_customer(&without, &token).await);
         }
-        relay.publish_all().await.unwrap();
+        relay.publish_all(std::time::Instant::now() + std::time::Duration::from_secs(60)).await.unwrap();
         for _ in 0..PER_ROUND {
             publishing.push(create_customer(&with, &token).await);
         }

@@ -2,10 +2,16 @@
 //! transaction that has set `app.current_organization_id` for itself alone.
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error as PgError, Row};
 use uuid::Uuid;
+
+/// Longest wait for a pooled connection, a new one, or a recycle check.
+pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pool of connections as the runtime role, which cannot bypass row-level security.
 #[derive(Clone)]
@@ -28,14 +34,26 @@ impl Db {
         Self::from_config(pg_config, max_size)
     }
 
-    pub fn from_config(pg_config: tokio_postgres::Config, max_size: usize) -> anyhow::Result<Self> {
+    /// A pool that waits at most [`POOL_TIMEOUT`] for a connection, so an unreachable or
+    /// saturated database answers `Unavailable` instead of holding the request.
+    pub fn from_config(mut pg_config: tokio_postgres::Config, max_size: usize) -> anyhow::Result<Self> {
+        if pg_config.get_connect_timeout().is_none() {
+            pg_config.connect_timeout(POOL_TIMEOUT);
+        }
         let manager = Manager::from_config(
             pg_config,
             tokio_postgres::NoTls,
             // Fast is safe: tenant settings are transaction-local and end with the transaction.
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
-        let pool = Pool::builder(manager).max_size(max_size).build().context("building the PostgreSQL pool")?;
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .context("building the PostgreSQL pool")?;
         Ok(Self { pool })
     }
 
@@ -80,6 +98,17 @@ impl Db {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    /// The organizations with events waiting in the outbox, in id order: one query for the
+    /// relay, however many tenants there are (see `organizations_with_pending_events` in V6).
+    pub async fn organizations_with_pending_events(&self) -> anyhow::Result<Vec<Uuid>> {
+        let client = self.pool.get().await.context("connecting to PostgreSQL")?;
+        let rows = client
+            .query("SELECT pending FROM organizations_with_pending_events() AS pending ORDER BY 1", &[])
+            .await
+            .context("listing organizations with pending events")?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     pub async fn connection(&self) -> anyhow::Result<DbConnection> {
         Ok(DbConnection(self.pool.get().await.context("getting a PostgreSQL connection")?))
     }
@@ -116,6 +145,16 @@ impl TenantTx<'_> {
         self.organization_id
     }
 
+    /// Lets this transaction's statements run up to `limit` (the runtime role's default is a few
+    /// seconds): for jobs that work a whole organization at once.
+    pub async fn allow_statements_for(&self, limit: Duration) -> anyhow::Result<()> {
+        self.tx
+            .execute("SELECT set_config('statement_timeout', $1, true)", &[&format!("{}ms", limit.as_millis())])
+            .await
+            .context("raising the statement timeout")?;
+        Ok(())
+    }
+
     pub async fn commit(self) -> anyhow::Result<()> {
         self.tx.commit().await.context("committing")
     }
@@ -149,4 +188,41 @@ impl TenantTx<'_> {
 pub fn unique_violation(error: &tokio_postgres::Error) -> Option<&str> {
     let db_error = error.as_db_error()?;
     (*db_error.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION).then(|| db_error.constraint()).flatten()
+}
+
+/// Whether `error` is the database being unreachable, restarting or refusing work for a while
+/// (a statement, lock or idle timeout, too many connections, a serialization conflict): a
+/// failure the caller may retry, unlike a bug.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(pool) = cause.downcast_ref::<PoolError>() {
+            return match pool {
+                PoolError::Backend(postgres) => postgres_is_transient(postgres),
+                PoolError::Timeout(_) | PoolError::Closed => true,
+                PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => false,
+            };
+        }
+        cause.downcast_ref::<tokio_postgres::Error>().is_some_and(postgres_is_transient)
+    })
+}
+
+fn postgres_is_transient(error: &tokio_postgres::Error) -> bool {
+    match error.code() {
+        Some(code) => {
+            let class = &code.code()[..2];
+            // 08 connection exception, 53 insufficient resources, 57 operator intervention
+            // (query_canceled by statement_timeout, admin shutdown, cannot connect now).
+            ["08", "53", "57"].contains(&class)
+                || [
+                    SqlState::LOCK_NOT_AVAILABLE,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+                ]
+                .contains(code)
+        }
+        None => {
+            error.is_closed() || std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+        }
+    }
 }

@@ -59,8 +59,26 @@ pub enum ApiError {
     /// A well-formed request the rules refuse (422), with fields that help the caller decide.
     #[error("rejected: {code}")]
     Rejected { code: &'static str, detail: String, extra: serde_json::Value },
+    /// The database is unreachable, restarting or too busy (a timeout fired): retry shortly.
+    #[error("service unavailable")]
+    Unavailable(anyhow::Error),
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    Unexpected(anyhow::Error),
+}
+
+/// Seconds a client should wait before retrying an `Unavailable` answer.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+impl From<anyhow::Error> for ApiError {
+    /// A failure the caller can retry (see [`crate::db::is_transient`]) is `Unavailable`; any
+    /// other is `Unexpected`.
+    fn from(error: anyhow::Error) -> Self {
+        if crate::db::is_transient(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Unexpected(error)
+        }
+    }
 }
 
 impl ApiError {
@@ -116,6 +134,15 @@ impl ApiError {
             ),
             Self::Conflict { code, detail } => (StatusCode::CONFLICT, code, "Conflict", (*detail).into()),
             Self::Rejected { code, detail, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Rejected", detail.clone()),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "Service Unavailable",
+                "The service is briefly unable to reach its database or timed out; retry after the \
+                 `Retry-After` seconds. A retried write with the same order id, payment id or \
+                 `Idempotency-Key` is applied once."
+                    .into(),
+            ),
             Self::Unexpected(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -166,6 +193,7 @@ impl IntoResponse for ApiError {
         let (status, code, title, detail) = self.parts();
         match &self {
             Self::Unexpected(cause) => tracing::error!(error = %loggable(cause), "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = %loggable(cause), "database unavailable"),
             other => tracing::info!(code, error = %other, "request rejected"),
         }
         let (errors, extra) = match self {
@@ -186,6 +214,9 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }

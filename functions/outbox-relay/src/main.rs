@@ -4,7 +4,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use shared::db::Db;
-use shared::events::{Relay, RelayReport};
+use shared::events::{stop_before, Relay, RelayReport};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,8 +15,9 @@ async fn main() -> Result<(), Error> {
         .ok_or("environment variable OUTBOX_QUEUE_URL is not set")?;
     let db = Db::open(&config).await?;
     let relay = Relay::new(db, aws_sdk_sqs::Client::new(&shared::aws::from_env().await), queue_url);
-    lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async {
-        let report = relay.publish_all().await?;
+    let relay = &relay;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let report = relay.publish_all(stop_before(event.context.deadline())).await?;
         if report == RelayReport::default() {
             lambda_runtime::tracing::debug!("nothing to relay");
         } else {

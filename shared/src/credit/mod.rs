@@ -383,10 +383,14 @@ pub async fn mark_overdue(db: &Db, today: NaiveDate) -> anyhow::Result<usize> {
     Ok(marked)
 }
 
+/// Longest statement of one organization's overdue run (marking every due usage at once).
+const OVERDUE_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// One organization's overdue run, in one transaction.
 async fn mark_overdue_in(db: &Db, organization_id: Uuid, today: NaiveDate) -> anyhow::Result<usize> {
     let mut conn = db.connection().await?;
     let tx = conn.begin(organization_id).await?;
+    tx.allow_statements_for(OVERDUE_STATEMENT_TIMEOUT).await?;
     let overdue = store::mark_overdue(&tx, today, "overdue-job").await.map_err(anyhow::Error::from)?;
     let events: Vec<(Uuid, Envelope)> = overdue
         .iter()

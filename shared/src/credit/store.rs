@@ -114,7 +114,7 @@ pub async fn insert_account(
             code: "credit_account_exists",
             detail: "The customer already has a credit account.",
         },
-        _ => ApiError::Unexpected(anyhow::Error::new(error).context("opening a credit account")),
+        _ => ApiError::from(anyhow::Error::new(error).context("opening a credit account")),
     })?;
     lock_account(tx, customer_id).await
 }
@@ -203,7 +203,8 @@ pub enum UseRefused {
 }
 
 /// The reservation statement of `use_credit`. Parameters: organization, customer, amount,
-/// usage id, order, actor, movement id, event id, event type, event envelope, event time.
+/// usage id, order, actor, movement id, event id, event type, event envelope, event time,
+/// message group.
 /// Public so the benchmark can run the same SQL directly as its floor.
 pub fn use_credit_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
@@ -225,7 +226,7 @@ pub fn use_credit_sql() -> &'static str {
             SELECT $7, $1, credit_account_id, 'used', $3, credit_used, credit_limit, $5, $6 FROM account
          ), event AS (
             INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at)
-            SELECT $8, $1, $9, $2::text,
+            SELECT $8, $1, $9, $12,
                    jsonb_set($10::jsonb, '{{data}}', ($10::jsonb -> 'data') || jsonb_build_object(
                        'credit_account_id', a.credit_account_id, 'usage_id', u.usage_id, 'due_date', u.due_date,
                        'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)),
@@ -265,6 +266,7 @@ pub async fn use_credit(
                 &event.event_type,
                 &payload,
                 &event.time,
+                &crate::events::message_group(&event.event_type, customer_id),
             ],
         )
         .await;
@@ -272,7 +274,7 @@ pub async fn use_credit(
         Ok(Some(row)) => Ok(Ok(usage_from_row(&row))),
         Ok(None) => Ok(Err(UseRefused::NotCharged)),
         Err(error) if unique_violation(&error) == Some("credit_usages_order_key") => Ok(Err(UseRefused::OrderTaken)),
-        Err(error) => Err(ApiError::Unexpected(anyhow::Error::new(error).context("using credit"))),
+        Err(error) => Err(ApiError::from(anyhow::Error::new(error).context("using credit"))),
     }
 }
 
@@ -329,7 +331,7 @@ pub async fn release(
                 &actor,
                 &event.id,
                 &event.event_type,
-                &account.customer_id.to_string(),
+                &crate::events::message_group(&event.event_type, account.customer_id),
                 &payload,
                 &event.time,
             ],
@@ -424,7 +426,7 @@ pub async fn record_payment(
                 &Uuid::now_v7(),
                 &event.id,
                 &event.event_type,
-                &account.customer_id.to_string(),
+                &crate::events::message_group(&event.event_type, account.customer_id),
                 &payload,
                 &event.time,
             ],
@@ -437,7 +439,7 @@ pub async fn record_payment(
                 code: "payment_in_progress",
                 detail: "A payment with this id or Idempotency-Key was recorded meanwhile; retry to read it.",
             },
-            _ => ApiError::Unexpected(anyhow::Error::new(error).context("recording a payment")),
+            _ => ApiError::from(anyhow::Error::new(error).context("recording a payment")),
         })?;
     Ok(payment_from_row(&row))
 }

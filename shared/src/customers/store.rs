@@ -50,7 +50,7 @@ fn duplicate_or(error: tokio_postgres::Error, doing: &'static str) -> ApiError {
         Some("customers_org_email_key") => ApiError::Duplicate(DuplicateField::Email),
         Some("customers_org_phone_key") => ApiError::Duplicate(DuplicateField::Phone),
         Some("customers_org_document_key") => ApiError::Duplicate(DuplicateField::Document),
-        _ => ApiError::Unexpected(anyhow::Error::new(error).context(doing)),
+        _ => ApiError::from(anyhow::Error::new(error).context(doing)),
     }
 }
 
@@ -206,12 +206,23 @@ pub async fn record_status_change(
 }
 
 /// Forgets name words no customer of the organization uses any more (after an erasure or a
-/// rename), so the search vocabulary keeps no trace of a former name.
+/// rename), so the search vocabulary keeps no trace of a former name. The words are locked
+/// first and checked in a later statement, whose snapshot includes every insert that relied
+/// on them (inserts lock the words they use): a word a concurrent insert needs is never lost.
 pub async fn forget_unused_name_words(tx: &TenantTx<'_>, words: &[String]) -> Result<(), ApiError> {
+    if words.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "SELECT 1 FROM name_words WHERE organization_id = $1 AND word = ANY($2) ORDER BY word FOR UPDATE",
+        &[&tx.organization_id(), &words],
+    )
+    .await
+    .context("locking former name words")?;
     tx.execute(
         "DELETE FROM name_words n WHERE n.organization_id = $1 AND n.word = ANY($2) \
-         AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.organization_id = n.organization_id \
-                         AND c.search_words @@ to_tsquery('simple', quote_literal(n.word)))",
+         AND NOT EXISTS (SELECT 1 FROM name_word_postings p \
+                         WHERE p.organization_id = n.organization_id AND p.word = n.word)",
         &[&tx.organization_id(), &words],
     )
     .await

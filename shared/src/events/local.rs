@@ -175,15 +175,24 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result
         if messages.is_empty() {
             return Ok(received);
         }
-        for message in &messages {
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .map_err(aws_sdk_sqs::Error::from)
-                .context("deleting a received message")?;
-        }
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(index, message)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .build()
+                    .context("building a delete entry")
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        sqs.delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(aws_sdk_sqs::Error::from)
+            .context("deleting received messages")?;
         received.extend(messages);
     }
 }

@@ -6,8 +6,8 @@ pub mod local;
 mod outbox;
 mod relay;
 
-pub use outbox::{record, record_many, Envelope};
-pub use relay::{Relay, RelayReport};
+pub use outbox::{message_group, record, record_many, recording_groups, Envelope};
+pub use relay::{stop_before, Relay, RelayReport, AFTER_COMMIT_BUDGET, DEADLINE_MARGIN};
 
 /// `source` of every event this service emits.
 pub const SOURCE: &str = "customer-service";

@@ -1,5 +1,8 @@
 //! The transactional outbox: an event row written by the transaction that makes the change.
 
+use std::cell::RefCell;
+use std::future::Future;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,6 +10,34 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
+
+tokio::task_local! {
+    /// The message groups the current request wrote events to, when it is recording them.
+    static WRITTEN_GROUPS: RefCell<Vec<String>>;
+}
+
+/// Runs `work` and answers, beside its output, the message groups of the events it wrote, so
+/// the publish after its commit sends those and no others.
+pub async fn recording_groups<T>(work: impl Future<Output = T>) -> (T, Vec<String>) {
+    WRITTEN_GROUPS
+        .scope(RefCell::new(Vec::new()), async {
+            let output = work.await;
+            (output, WRITTEN_GROUPS.with(|groups| groups.take()))
+        })
+        .await
+}
+
+/// The message group of an event about `customer_id`: the kind of change and the customer
+/// (`customer:<id>`, `credit:<id>`). Each kind's writes on a customer are serialized by one
+/// row lock (the customer's, the credit account's), so within a group the outbox order is the
+/// commit order, and FIFO delivers them in that order. Across the two groups of a customer no
+/// order is promised. Noted for the publish after commit when a request is recording.
+pub fn message_group(event_type: &str, customer_id: Uuid) -> String {
+    let kind = event_type.split('.').nth(1).unwrap_or("customer");
+    let group = format!("{kind}:{customer_id}");
+    let _outside_a_request = WRITTEN_GROUPS.try_with(|groups| groups.borrow_mut().push(group.clone()));
+    group
+}
 
 /// The contract's event envelope.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +66,7 @@ impl Envelope {
     }
 }
 
-/// Writes an event about `subject_id` (the message group that keeps its events in order).
+/// Writes an event about the customer `subject_id` (see [`message_group`]).
 pub async fn record(tx: &TenantTx<'_>, event_type: &str, subject_id: Uuid, data: Value) -> anyhow::Result<Uuid> {
     let envelope = Envelope::new(tx.organization_id(), event_type, data);
     let payload = serde_json::to_value(&envelope).context("serializing an event")?;
@@ -46,7 +77,7 @@ pub async fn record(tx: &TenantTx<'_>, event_type: &str, subject_id: Uuid, data:
             &envelope.id,
             &envelope.organization_id,
             &envelope.event_type,
-            &subject_id.to_string(),
+            &message_group(event_type, subject_id),
             &payload,
             &envelope.time,
         ],
@@ -56,14 +87,15 @@ pub async fn record(tx: &TenantTx<'_>, event_type: &str, subject_id: Uuid, data:
     Ok(envelope.id)
 }
 
-/// Writes several events in one statement; each pairs a subject (message group) and envelope.
+/// Writes several events in one statement; each pairs a customer (see [`message_group`]) and
+/// an envelope.
 pub async fn record_many(tx: &TenantTx<'_>, events: &[(Uuid, Envelope)]) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = events.iter().map(|(_, e)| e.id).collect();
     let types: Vec<&str> = events.iter().map(|(_, e)| e.event_type.as_str()).collect();
-    let groups: Vec<String> = events.iter().map(|(subject, _)| subject.to_string()).collect();
+    let groups: Vec<String> = events.iter().map(|(subject, e)| message_group(&e.event_type, *subject)).collect();
     let times: Vec<DateTime<Utc>> = events.iter().map(|(_, e)| e.time).collect();
     let payloads = events
         .iter()

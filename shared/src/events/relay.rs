@@ -2,10 +2,11 @@
 //! in the order they were written, with the customer as the message group and the event id
 //! as the deduplication id.
 //!
-//! One relay at a time works an organization (a transaction-scoped advisory lock), so two
-//! relays never race each other's events of one customer. A send batch holds at most one
-//! event per customer, and a customer whose event failed keeps the rest of its events for the
-//! next pass: a later event never overtakes an earlier one.
+//! One relay at a time works an organization (a transaction-scoped advisory lock, taken per
+//! round), so two relays never race each other's events of one customer. A send batch holds at
+//! most one event per message group, and a group whose event failed keeps the rest of its
+//! events for the next pass: a later event never overtakes an earlier one. Each round commits
+//! what it sent, so a pass cut short by its deadline loses nothing and repeats nothing.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -17,13 +18,21 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::{Db, TenantTx};
+use crate::error::loggable;
 
 /// Entries SQS accepts in one `SendMessageBatch`.
 const SEND_BATCH: usize = 10;
-/// Pending events read per round.
+/// Pending events read, sent and committed per round.
 const ROUND: i64 = 500;
 /// How long the after-commit publish leaves SQS alone after it failed once.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// The most the publish after a commit adds to a request; what it leaves goes with the relay.
+pub const AFTER_COMMIT_BUDGET: Duration = Duration::from_secs(1);
+/// Events of the request's message groups the publish after a commit sends at most.
+const AFTER_COMMIT_EVENTS: i64 = 20;
+/// Time a scheduled pass keeps free before its invocation's deadline: one SQS call at its
+/// longest (see `aws`), and the commit.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(7);
 
 /// Publishes outbox rows to `queue_url`.
 pub struct Relay {
@@ -31,6 +40,8 @@ pub struct Relay {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     after_commit_paused_until: Mutex<Option<Instant>>,
+    /// The organization the last scheduled pass worked last, so the next one starts after it.
+    last_organization: Mutex<Option<Uuid>>,
 }
 
 /// What a pass published.
@@ -43,6 +54,8 @@ pub struct RelayReport {
     pub busy: u64,
     /// Organizations whose pass stopped on an error.
     pub errors: u64,
+    /// Whether the pass stopped at its deadline with events left; the next one goes on.
+    pub stopped_at_deadline: bool,
 }
 
 struct PendingEvent {
@@ -54,18 +67,34 @@ struct PendingEvent {
 
 impl Relay {
     pub fn new(db: Db, sqs: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self { db, sqs, queue_url: queue_url.into(), after_commit_paused_until: Mutex::new(None) }
+        Self {
+            db,
+            sqs,
+            queue_url: queue_url.into(),
+            after_commit_paused_until: Mutex::new(None),
+            last_organization: Mutex::new(None),
+        }
     }
 
-    /// Publishes the pending events of every organization. An organization whose pass fails is
+    /// Publishes the pending events of every organization that has any, starting no SQS call
+    /// after `until` (an invocation's deadline less [`DEADLINE_MARGIN`]). Starts after the organization the previous pass worked last, so a
+    /// backlog in one tenant does not starve the others. An organization whose pass fails is
     /// logged and counted; the others go on.
-    pub async fn publish_all(&self) -> anyhow::Result<RelayReport> {
+    pub async fn publish_all(&self, until: Instant) -> anyhow::Result<RelayReport> {
         let mut total = RelayReport::default();
-        for organization_id in self.db.organizations().await? {
-            match self.publish_organization(organization_id, u32::MAX).await {
+        let pending = self.db.organizations_with_pending_events().await?;
+        let last = *self.last_organization.lock().expect("relay cursor lock");
+        let start = last.map_or(0, |last| pending.partition_point(|id| *id <= last));
+        for &organization_id in pending[start..].iter().chain(&pending[..start]) {
+            if Instant::now() >= until {
+                total.stopped_at_deadline = true;
+                break;
+            }
+            *self.last_organization.lock().expect("relay cursor lock") = Some(organization_id);
+            match self.publish_organization(organization_id, until).await {
                 Ok(report) => total.add(report),
                 Err(error) => {
-                    tracing::warn!(%organization_id, error = format!("{error:#}"), "outbox relay pass failed");
+                    tracing::warn!(%organization_id, error = %loggable(&error), "outbox relay pass failed");
                     total.errors += 1;
                 }
             }
@@ -73,55 +102,84 @@ impl Relay {
         Ok(total)
     }
 
-    /// Publishes up to `rounds` rounds of `organization_id`'s pending events, unless another
-    /// relay holds the organization (then `busy` is 1 and nothing is sent). An error from SQS
-    /// itself ends the pass; what was sent before it stays marked as published.
-    pub async fn publish_organization(&self, organization_id: Uuid, rounds: u32) -> anyhow::Result<RelayReport> {
-        let mut connection = self.db.connection().await?;
-        let tx = connection.begin(organization_id).await?;
+    /// Publishes `organization_id`'s pending events round by round, each round committed, until
+    /// none is left or `until` has passed. Does nothing (`busy` 1)
+    /// while another relay holds the organization. An error from SQS ends the pass; what was
+    /// sent before it stays marked as published.
+    pub async fn publish_organization(&self, organization_id: Uuid, until: Instant) -> anyhow::Result<RelayReport> {
         let mut report = RelayReport::default();
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended('outbox relay ' || $1::text, 0))",
-                &[&organization_id.to_string()],
-            )
-            .await
-            .context("taking the organization's relay lock")?
-            .get(0);
-        if !locked {
-            report.busy = 1;
-            return Ok(report);
-        }
         let mut blocked_groups = HashSet::new();
         let mut after_seq = 0_i64;
-        let mut outcome = Ok(());
-        for _ in 0..rounds {
+        loop {
+            if Instant::now() >= until {
+                report.stopped_at_deadline = true;
+                return Ok(report);
+            }
+            let mut connection = self.db.connection().await?;
+            let tx = connection.begin(organization_id).await?;
+            if !lock_organization(&tx).await? {
+                report.busy = 1;
+                return Ok(report);
+            }
             let pending = read_pending(&tx, after_seq).await?;
-            let Some(last) = pending.last() else { break };
+            let Some(last) = pending.last() else { return Ok(report) };
             after_seq = last.seq;
             let full_round = pending.len() as i64 == ROUND;
-            outcome = self.send_round(&tx, pending, &mut blocked_groups, &mut report).await;
-            if outcome.is_err() || !full_round {
-                break;
+            let outcome = self.send_round(&tx, pending, &mut blocked_groups, &mut report, until).await;
+            tx.commit().await?;
+            outcome?;
+            if !full_round {
+                return Ok(report);
             }
         }
-        tx.commit().await?;
-        outcome.map(|()| report)
     }
 
-    /// The publish right after a commit: one round for the organization, best effort. Errors
-    /// are logged, never returned, and after one the relay leaves SQS alone for a while so a
-    /// queue outage does not slow every request; the scheduled relay delivers the rest.
-    pub async fn publish_after_commit(&self, organization_id: Uuid) {
+    /// The publish right after a commit: the pending events of the request's message
+    /// `groups` (its own, and any earlier ones of those groups, which must go first), within
+    /// [`AFTER_COMMIT_BUDGET`]. Best effort: errors are logged, never returned, and after one
+    /// the relay leaves SQS alone for a while so a queue outage does not slow every request;
+    /// the scheduled relay delivers the rest.
+    pub async fn publish_after_commit(&self, organization_id: Uuid, groups: &[String]) {
         let paused_until = *self.after_commit_paused_until.lock().expect("relay pause lock");
-        if paused_until.is_some_and(|until| Instant::now() < until) {
+        if groups.is_empty() || paused_until.is_some_and(|until| Instant::now() < until) {
             return;
         }
-        if let Err(error) = self.publish_organization(organization_id, 1).await {
-            tracing::warn!(%organization_id, error = format!("{error:#}"), "publishing after commit failed; the scheduled relay will retry");
-            *self.after_commit_paused_until.lock().expect("relay pause lock") =
-                Some(Instant::now() + PAUSE_AFTER_FAILURE);
+        let outcome = tokio::time::timeout(AFTER_COMMIT_BUDGET, self.publish_groups(organization_id, groups)).await;
+        let error = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => loggable(&error),
+            Err(_) => format!("no answer within {AFTER_COMMIT_BUDGET:?}"),
+        };
+        tracing::warn!(%organization_id, error, "publishing after commit failed; the scheduled relay will retry");
+        *self.after_commit_paused_until.lock().expect("relay pause lock") = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+    }
+
+    async fn publish_groups(&self, organization_id: Uuid, groups: &[String]) -> anyhow::Result<()> {
+        let mut connection = self.db.connection().await?;
+        let tx = connection.begin(organization_id).await?;
+        if !lock_organization(&tx).await? {
+            return Ok(());
         }
+        let rows = tx
+            .query(
+                "SELECT event_id, seq, message_group, payload::text FROM outbox \
+                 WHERE published_at IS NULL AND message_group = ANY($1) ORDER BY seq LIMIT $2",
+                &[&groups, &AFTER_COMMIT_EVENTS],
+            )
+            .await
+            .context("reading the request's pending events")?;
+        let pending = rows.iter().map(pending_event).collect();
+        let outcome = self
+            .send_round(
+                &tx,
+                pending,
+                &mut HashSet::new(),
+                &mut RelayReport::default(),
+                Instant::now() + AFTER_COMMIT_BUDGET,
+            )
+            .await;
+        tx.commit().await?;
+        outcome
     }
 
     async fn send_round(
@@ -130,10 +188,15 @@ impl Relay {
         mut pending: Vec<PendingEvent>,
         blocked_groups: &mut HashSet<String>,
         report: &mut RelayReport,
+        until: Instant,
     ) -> anyhow::Result<()> {
         loop {
             let (batch, later) = next_batch(pending, blocked_groups);
             if batch.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                report.stopped_at_deadline = true;
                 return Ok(());
             }
             let (sent, refused) = self.send_batch(&batch).await?;
@@ -202,7 +265,31 @@ impl RelayReport {
         self.failed += other.failed;
         self.busy += other.busy;
         self.errors += other.errors;
+        self.stopped_at_deadline |= other.stopped_at_deadline;
     }
+}
+
+/// When a scheduled pass must stop starting SQS calls, for an invocation that ends at
+/// `deadline`: [`DEADLINE_MARGIN`] before it.
+pub fn stop_before(deadline: std::time::SystemTime) -> Instant {
+    let left = deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Takes the organization's relay lock for this transaction; false when another relay has it.
+async fn lock_organization(tx: &TenantTx<'_>) -> anyhow::Result<bool> {
+    let row = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('outbox relay ' || $1::text, 0))",
+            &[&tx.organization_id().to_string()],
+        )
+        .await
+        .context("taking the organization's relay lock")?;
+    Ok(row.get(0))
+}
+
+fn pending_event(row: &tokio_postgres::Row) -> PendingEvent {
+    PendingEvent { event_id: row.get(0), seq: row.get(1), message_group: row.get(2), payload: row.get(3) }
 }
 
 async fn read_pending(tx: &TenantTx<'_>, after_seq: i64) -> anyhow::Result<Vec<PendingEvent>> {
@@ -214,15 +301,7 @@ async fn read_pending(tx: &TenantTx<'_>, after_seq: i64) -> anyhow::Result<Vec<P
         )
         .await
         .context("reading pending events")?;
-    Ok(rows
-        .iter()
-        .map(|row| PendingEvent {
-            event_id: row.get(0),
-            seq: row.get(1),
-            message_group: row.get(2),
-            payload: row.get(3),
-        })
-        .collect())
+    Ok(rows.iter().map(pending_event).collect())
 }
 
 /// Splits `pending` (in write order) into the next send batch and what waits for a later one:

@@ -77,7 +77,7 @@ pub fn function_router(
         .layer(middleware::from_fn(request_span))
 }
 
-/// After a successful write, publishes the caller's organization's pending events, so they
+/// After a successful write, publishes the events it wrote (within a short budget), so they
 /// leave within the request instead of at the next scheduled relay.
 async fn publish_after_writes(State(relay): State<Option<Arc<Relay>>>, mut request: Request, next: Next) -> Response {
     let Some(relay) = relay.filter(|_| !request.method().is_safe()) else {
@@ -85,9 +85,9 @@ async fn publish_after_writes(State(relay): State<Option<Arc<Relay>>>, mut reque
     };
     let caller_organization = CallerOrganization::default();
     request.extensions_mut().insert(caller_organization.clone());
-    let response = next.run(request).await;
+    let (response, groups) = crate::events::recording_groups(next.run(request)).await;
     if let Some(organization_id) = caller_organization.get().filter(|_| response.status().is_success()) {
-        relay.publish_after_commit(organization_id).await;
+        relay.publish_after_commit(organization_id, &groups).await;
     }
     response
 }

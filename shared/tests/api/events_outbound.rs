@@ -69,9 +69,13 @@ async fn events_wait_in_the_outbox_while_sqs_is_down_and_each_arrives_once_after
     let queues = shared::events::local::create_queues(&sqs, "", RetryPolicy::default()).await.unwrap();
     assert_eq!(queues.outbound, queue_url);
     let relay = Relay::new(app.db.clone(), sqs.clone(), &queue_url);
-    let report = relay.publish_all().await.unwrap();
+    let report = relay.publish_all(crate::helpers::a_minute_from_now()).await.unwrap();
     assert_eq!(report.published, written.len() as u64, "{report:?}");
-    assert_eq!(relay.publish_all().await.unwrap().published, 0, "a second pass has nothing left to send");
+    assert_eq!(
+        relay.publish_all(crate::helpers::a_minute_from_now()).await.unwrap().published,
+        0,
+        "a second pass has nothing left to send"
+    );
     assert_eq!(outbox(&app).await.1, 0);
 
     let received = drain(&sqs, &queue_url).await;
@@ -140,9 +144,10 @@ async fn relays_running_at_once_send_each_event_once() {
     let (written, _) = outbox(&app).await;
 
     let relay = Relay::new(app.db.clone(), sqs.clone(), &queues.outbound);
-    let passes = futures_util::future::join_all((0..4).map(|_| relay.publish_all())).await;
+    let passes =
+        futures_util::future::join_all((0..4).map(|_| relay.publish_all(crate::helpers::a_minute_from_now()))).await;
     let mut published: u64 = passes.into_iter().map(|pass| pass.unwrap().published).sum();
-    published += relay.publish_all().await.unwrap().published;
+    published += relay.publish_all(crate::helpers::a_minute_from_now()).await.unwrap().published;
 
     assert_eq!(published, written.len() as u64, "each event is sent by exactly one relay");
     let attempts: i32 = app.admin().await.query_one("SELECT max(attempts) FROM outbox", &[]).await.unwrap().get(0);

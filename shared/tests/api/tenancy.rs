@@ -176,8 +176,9 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
         .get(0);
     assert_eq!(tenant_tables, 15);
 
-    // The registry of organization ids is the documented exception: listable, forced RLS,
-    // and a transaction may register only its own organization.
+    // The registry of organization ids is the documented exception: forced RLS, a tenant sees
+    // only its own row, jobs (no tenant) list them all, and a transaction may register only its
+    // own organization.
     let registry = admin
         .query(
             "SELECT p.cmd, p.qual, p.with_check, c.relforcerowsecurity FROM pg_policies p \
@@ -192,12 +193,44 @@ async fn every_tenant_table_has_forced_row_level_security_with_check() {
     assert!(policies.iter().all(|p| p.3), "forced");
     assert_eq!((policies[0].0.as_str(), policies[0].1.as_deref()), ("INSERT", None));
     assert!(policies[0].2.as_deref().unwrap().contains("current_organization_id()"));
-    assert_eq!((policies[1].0.as_str(), policies[1].1.as_deref()), ("SELECT", Some("true")));
+    assert_eq!(
+        (policies[1].0.as_str(), policies[1].1.as_deref()),
+        ("SELECT", Some("((organization_id = current_organization_id()) OR (current_organization_id() IS NULL))"))
+    );
 
     let client = raw_app_client(&app).await;
     begin_as(&client, app.org_a).await;
     let foreign = client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&app.org_b]).await;
     assert!(foreign.is_err(), "registering another organization must fail");
+}
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_registry_row_and_no_pending_list_while_jobs_see_all() {
+    let app = TestApp::spawn().await;
+    app.create_customer(app.org_a, person("Ana", "Uno")).await;
+    app.create_customer(app.org_b, person("Bea", "Dos")).await;
+    let client = raw_app_client(&app).await;
+    begin_as(&client, app.org_a).await;
+    let visible: Vec<Uuid> = client
+        .query("SELECT organization_id FROM organizations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(visible, vec![app.org_a], "a tenant lists its own organization only");
+    let pending = client.query("SELECT * FROM organizations_with_pending_events()", &[]).await.unwrap();
+    assert!(pending.is_empty(), "a tenant learns nothing of other tenants' outboxes");
+    client.batch_execute("COMMIT").await.unwrap();
+
+    let mut all = app.db.organizations().await.unwrap();
+    all.sort();
+    let mut expected = vec![app.org_a, app.org_b];
+    expected.sort();
+    assert_eq!(all, expected, "a job without a tenant lists every organization");
+    assert_eq!(app.db.organizations_with_pending_events().await.unwrap(), expected, "both have unpublished events");
+    let outbox_rows = client.query("SELECT 1 FROM outbox", &[]).await.unwrap();
+    assert!(outbox_rows.is_empty(), "the runtime role still reads no outbox row without a tenant");
 }
 
 #[tokio::test]
