@@ -10,12 +10,13 @@ mkdir -p "$state"
 source infra/local/lib.sh
 
 # --- PostgreSQL -------------------------------------------------------------------------------
-admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+# On loopback TLS adds nothing, and the benchmarks compare against plain connections.
+admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 if pg_answers "$admin_url"; then
   step "PostgreSQL: using $(redact "$admin_url")"
 else
   port=55432
-  admin_url="postgres://postgres@127.0.0.1:$port/postgres"
+  admin_url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
   if pg_answers "$admin_url"; then
     step "PostgreSQL: using the private cluster on :$port"
   else

@@ -9,6 +9,9 @@ load_environment
 command -v moto_server >/dev/null || pip_install 'moto[server]' moto_server
 command -v sam >/dev/null || pip_install aws-sam-cli sam
 command -v cfn-lint >/dev/null || pip_install cfn-lint cfn-lint
+# The TLS test starts clusters of its own (initdb, pg_ctl), even when the server is elsewhere.
+PG_BIN_DIR=$(pg_bin_dir) || { ensure_package postgresql; PG_BIN_DIR=$(pg_bin_dir) || die "initdb not found"; }
+export PG_BIN_DIR
 
 step "format"
 cargo fmt --all --check

@@ -14,7 +14,7 @@ use http::{Method, Request, StatusCode};
 use serde_json::json;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
-use shared::db::Db;
+use shared::db::{ConnectOptions, Db};
 use shared::events::{types, Envelope};
 use shared::http::AppState;
 use shared::money::Money;
@@ -96,7 +96,7 @@ where
 /// a limit no benchmark reaches. Returns the customers, the hot one first.
 async fn seed(database: &str, organization: Uuid) -> Vec<Uuid> {
     admin("postgres").await.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
-    shared::migrations::run(&admin_config(database)).await.unwrap();
+    shared::migrations::run(&admin_config(database).into()).await.unwrap();
     let client = admin(database).await;
     client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&organization]).await.unwrap();
     client
@@ -142,13 +142,11 @@ async fn service_router(database: &str, size: usize) -> axum::Router {
     })
 }
 
-/// A plain pool of `size` connections as the runtime role.
+/// A plain pool of `size` connections as the runtime role, with the service's TLS.
 fn direct_pool(database: &str, size: usize) -> Pool {
     let config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-    Pool::builder(Manager::from_config(runtime_config(database), tokio_postgres::NoTls, config))
-        .max_size(size)
-        .build()
-        .unwrap()
+    let tls = ConnectOptions::from(runtime_config(database)).tls.connector().unwrap();
+    Pool::builder(Manager::from_config(runtime_config(database), tls, config)).max_size(size).build().unwrap()
 }
 
 /// One reservation through the credit function's router.

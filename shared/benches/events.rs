@@ -21,7 +21,7 @@ use http::{Method, Request, StatusCode};
 use serde_json::json;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
-use shared::db::Db;
+use shared::db::{ConnectOptions, Db};
 use shared::events::inbound::handle_batch;
 use shared::events::local::{create_queues, drain, RetryPolicy};
 use shared::events::Relay;
@@ -200,7 +200,7 @@ async fn seed(database: &str, organization: Uuid) -> Vec<Uuid> {
     let maintenance = admin("postgres").await;
     maintenance.execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), &[]).await.unwrap();
     maintenance.execute(&format!("CREATE DATABASE {database}"), &[]).await.unwrap();
-    shared::migrations::run(&admin_config(database)).await.unwrap();
+    shared::migrations::run(&admin_config(database).into()).await.unwrap();
     let client = admin(database).await;
     client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&organization]).await.unwrap();
     let rows = client
@@ -237,7 +237,7 @@ async fn main() {
         let db = Db::from_config(runtime_config(&database), concurrency).unwrap();
         let pool = Pool::builder(Manager::from_config(
             runtime_config(&database),
-            tokio_postgres::NoTls,
+            ConnectOptions::from(runtime_config(&database)).tls.connector().unwrap(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         ))
         .max_size(concurrency)

@@ -12,7 +12,7 @@ use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
-use shared::db::Db;
+use shared::db::{ConnectOptions, Db};
 use shared::http::AppState;
 use shared::search::query::SearchQuery;
 use shared::search::SearchFilter;
@@ -45,7 +45,7 @@ Escobar,Sandoval,Córdoba,Zambrano,Lasso,Moscoso,Tuñón,Vallarino,Boyd,Duque,Lo
 /// One organization with a million customers, inserted in chunks with progress.
 async fn seed(database: &str, organization: Uuid) {
     admin("postgres").await.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
-    shared::migrations::run(&admin_config(database)).await.unwrap();
+    shared::migrations::run(&admin_config(database).into()).await.unwrap();
     let client = admin(database).await;
     client.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&organization]).await.unwrap();
     let chunk = 100_000;
@@ -229,8 +229,7 @@ async fn run() {
     });
     let token =
         issue_hs256_token(SECRET, organization, "bench", &["customers:read"], Duration::from_secs(3600)).unwrap();
-    let (mut client, connection) = runtime_config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let mut client = ConnectOptions::from(runtime_config).connect().await.unwrap();
     let prepared = Prepared {
         set_tenant: client.prepare("SELECT set_config('app.current_organization_id', $1, true)").await.unwrap(),
         settings: client.prepare(shared::search::store::SEARCH_SETTINGS_SQL).await.unwrap(),

@@ -3,6 +3,8 @@
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
+use crate::db::ConnectOptions;
+
 /// How bearer tokens are verified.
 #[derive(Debug, Clone)]
 pub enum TokenKeys {
@@ -23,8 +25,8 @@ pub struct AuthConfig {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// Connection settings of the runtime role (`customer_app`), never the owner.
-    pub connection: tokio_postgres::Config,
+    /// Connection of the runtime role (`customer_app`), never the owner, and its TLS.
+    pub connection: ConnectOptions,
     pub pool_size: usize,
 }
 
@@ -55,19 +57,29 @@ impl Config {
 
 impl DatabaseConfig {
     /// `DATABASE_URL`, completed by the secret named in `DATABASE_SECRET_ARN` when one is
-    /// set (fetched here, so once per cold start).
+    /// set (fetched here, so once per cold start). `DATABASE_SSLMODE` and
+    /// `DATABASE_SSLROOTCERT`, when set, replace the URL's `sslmode` and `sslrootcert`: the
+    /// deployment's TLS policy, whatever the URL says.
     pub async fn load() -> anyhow::Result<Self> {
         let url = optional("DATABASE_URL")
-            .map(|url| url.parse::<tokio_postgres::Config>())
+            .map(|url| url.parse::<ConnectOptions>())
             .transpose()
             .context("DATABASE_URL is not a valid PostgreSQL connection string")?;
-        let connection = match optional("DATABASE_SECRET_ARN") {
+        let mut connection = match optional("DATABASE_SECRET_ARN") {
             Some(arn) => {
                 let secrets = aws_sdk_secretsmanager::Client::new(&crate::aws::from_env().await);
-                connection_from_secret(&secrets, &arn, url.unwrap_or_default()).await?
+                let mut options = url.unwrap_or_default();
+                options.config = connection_from_secret(&secrets, &arn, options.config).await?;
+                options
             }
             None => url.context("environment variable DATABASE_URL is not set (nor DATABASE_SECRET_ARN)")?,
         };
+        if let Some(mode) = optional("DATABASE_SSLMODE") {
+            connection.tls.mode = mode.parse().context("DATABASE_SSLMODE")?;
+        }
+        if let Some(bundle) = optional("DATABASE_SSLROOTCERT") {
+            connection.tls.root_cert = Some(bundle.into());
+        }
         let pool_size = optional("DATABASE_POOL_SIZE")
             .map(|size| size.parse().context("DATABASE_POOL_SIZE must be a number"))
             .transpose()?

@@ -1,8 +1,14 @@
 //! The PostgreSQL pool of the runtime role and the only way to reach tenant data: a
-//! transaction that has set `app.current_organization_id` for itself alone.
+//! transaction that has set `app.current_organization_id` for itself alone. Every connection
+//! of the product, the migration runner's too, is made here, with the TLS of [`ConnectOptions`].
+
+mod tls;
+
+use std::str::FromStr;
+
+use std::time::Duration;
 
 use anyhow::Context;
-use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
 use tokio_postgres::error::SqlState;
@@ -12,6 +18,88 @@ use uuid::Uuid;
 
 /// Longest wait for a pooled connection, a new one, or a recycle check.
 pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub use tls::{Tls, TlsMode};
+
+/// Where to connect and how to secure it: tokio-postgres's settings, and the TLS it cannot
+/// express (`sslmode=verify-full`, `sslrootcert`). `tls` decides; the `sslmode` inside
+/// `config` is ignored.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub config: tokio_postgres::Config,
+    pub tls: Tls,
+}
+
+impl ConnectOptions {
+    /// One connection outside the pool (migrations, admin tools); its I/O runs on a task of its own.
+    pub async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = self
+            .tokio_config()
+            .connect(self.tls.connector()?)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL with sslmode={}", self.tls.mode))?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    fn tokio_config(&self) -> tokio_postgres::Config {
+        let mut config = self.config.clone();
+        config.ssl_mode(self.tls.ssl_mode());
+        config
+    }
+}
+
+/// Settings alone: their own `sslmode`, with no CA bundle.
+impl From<tokio_postgres::Config> for ConnectOptions {
+    fn from(config: tokio_postgres::Config) -> Self {
+        let tls = Tls { mode: config.get_ssl_mode().into(), root_cert: None };
+        Self { config, tls }
+    }
+}
+
+/// A connection string; in the `postgres://` form, its `sslmode` (any of libpq's) and
+/// `sslrootcert` query parameters are read here and the rest by tokio-postgres. Errors never
+/// repeat the string, which may hold a password.
+impl FromStr for ConnectOptions {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        let (rest, mode, root_cert) = take_tls_parameters(text)?;
+        let mut options = Self::from(rest.parse::<tokio_postgres::Config>()?);
+        if let Some(mode) = mode {
+            options.tls.mode = mode.parse()?;
+        }
+        options.tls.root_cert = root_cert.map(Into::into);
+        Ok(options)
+    }
+}
+
+/// `url` without its `sslmode` and `sslrootcert` query parameters, and their decoded values.
+/// Anything but a `postgres://` URL is returned as it is.
+fn take_tls_parameters(url: &str) -> anyhow::Result<(String, Option<String>, Option<String>)> {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
+        return Ok((url.to_string(), None, None));
+    };
+    let (mut kept, mut mode, mut root_cert) = (Vec::new(), None, None);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "sslmode" => &mut mode,
+            "sslrootcert" => &mut root_cert,
+            _ => {
+                kept.push(pair);
+                continue;
+            }
+        };
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .with_context(|| format!("the {key} of the connection string is not UTF-8"))?;
+        *slot = Some(value.into_owned());
+    }
+    let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((rest, mode, root_cert))
+}
 
 /// Pool of connections as the runtime role, which cannot bypass row-level security.
 #[derive(Clone)]
@@ -30,19 +118,23 @@ pub struct TenantTx<'a> {
 
 impl Db {
     pub fn connect(url: &str, max_size: usize) -> anyhow::Result<Self> {
-        let pg_config = url.parse().context("DATABASE_URL is not a valid PostgreSQL connection string")?;
-        Self::from_config(pg_config, max_size)
+        let options: ConnectOptions =
+            url.parse().context("DATABASE_URL is not a valid PostgreSQL connection string")?;
+        Self::from_config(options, max_size)
     }
 
-    /// A pool that waits at most [`POOL_TIMEOUT`] for a connection, so an unreachable or
-    /// saturated database answers `Unavailable` instead of holding the request.
-    pub fn from_config(mut pg_config: tokio_postgres::Config, max_size: usize) -> anyhow::Result<Self> {
-        if pg_config.get_connect_timeout().is_none() {
-            pg_config.connect_timeout(POOL_TIMEOUT);
+    /// A pool over `options` (a bare `tokio_postgres::Config` keeps its own `sslmode`) that
+    /// waits at most [`POOL_TIMEOUT`] for a connection, so an unreachable or saturated database
+    /// answers `Unavailable` instead of holding the request. Connections are made on demand; a
+    /// bad CA bundle fails here.
+    pub fn from_config(options: impl Into<ConnectOptions>, max_size: usize) -> anyhow::Result<Self> {
+        let mut options = options.into();
+        if options.config.get_connect_timeout().is_none() {
+            options.config.connect_timeout(POOL_TIMEOUT);
         }
         let manager = Manager::from_config(
-            pg_config,
-            tokio_postgres::NoTls,
+            options.tokio_config(),
+            options.tls.connector()?,
             // Fast is safe: tenant settings are transaction-local and end with the transaction.
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
@@ -224,5 +316,48 @@ fn postgres_is_transient(error: &tokio_postgres::Error) -> bool {
         None => {
             error.is_closed() || std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_gives_its_sslmode_and_ca_bundle_to_tls_and_the_rest_to_tokio_postgres() {
+        let options: ConnectOptions = "postgres://app@db.internal:5432/cs?connect_timeout=5&sslmode=verify-full\
+                                       &sslrootcert=%2Fopt%2Frds%2Fglobal-bundle.pem&application_name=cs"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            options.tls,
+            Tls { mode: TlsMode::VerifyFull, root_cert: Some("/opt/rds/global-bundle.pem".into()) }
+        );
+        assert_eq!(options.config.get_connect_timeout(), Some(&std::time::Duration::from_secs(5)));
+        assert_eq!(options.config.get_application_name(), Some("cs"));
+        assert_eq!(options.tokio_config().get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+    }
+
+    #[test]
+    fn without_sslmode_a_connection_prefers_tls_as_libpq_does() {
+        let options: ConnectOptions = "postgres://app@127.0.0.1/cs".parse().unwrap();
+        assert_eq!(options.tls, Tls { mode: TlsMode::Prefer, root_cert: None });
+        let options: ConnectOptions = "host=127.0.0.1 user=app sslmode=disable".parse().unwrap();
+        assert_eq!(options.tls.mode, TlsMode::Disable);
+    }
+
+    #[test]
+    fn an_unknown_sslmode_is_refused_without_repeating_the_url() {
+        let error = "postgres://app:s3cret@db/cs?sslmode=verify".parse::<ConnectOptions>().unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("verify-full") && !message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    fn a_verifying_mode_without_a_ca_bundle_cannot_build_a_connector() {
+        let tls = Tls { mode: TlsMode::VerifyFull, root_cert: None };
+        assert!(format!("{:#}", tls.connector().err().unwrap()).contains("CA bundle"));
+        let tls = Tls { mode: TlsMode::VerifyFull, root_cert: Some("/nonexistent/bundle.pem".into()) };
+        assert!(format!("{:#}", tls.connector().err().unwrap()).contains("/nonexistent/bundle.pem"));
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shared::auth::Scope;
+use shared::db::ConnectOptions;
 use uuid::Uuid;
 
 /// The demo organization `make dev` seeds and mints tokens for.
@@ -98,11 +99,11 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Migrate { admin_database_url, database, app_password } => {
-            let mut admin: tokio_postgres::Config =
+            let mut admin: ConnectOptions =
                 admin_database_url.parse().context("ADMIN_DATABASE_URL is not a valid connection string")?;
             if let Some(database) = database {
                 create_database_if_missing(&admin, &database).await?;
-                admin.dbname(&database);
+                admin.config.dbname(&database);
             }
             let applied = shared::migrations::run(&admin).await?;
             if let Some(password) = app_password {
@@ -143,16 +144,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin_client(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .context("connecting to PostgreSQL as the admin role (check ADMIN_DATABASE_URL)")?;
-    tokio::spawn(connection);
-    Ok(client)
+async fn admin_client(admin: &ConnectOptions) -> anyhow::Result<tokio_postgres::Client> {
+    admin.connect().await.context("connecting to PostgreSQL as the admin role (check ADMIN_DATABASE_URL)")
 }
 
-async fn create_database_if_missing(admin: &tokio_postgres::Config, database: &str) -> anyhow::Result<()> {
+async fn create_database_if_missing(admin: &ConnectOptions, database: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
         "database names are letters, digits and underscores"
@@ -166,7 +162,7 @@ async fn create_database_if_missing(admin: &tokio_postgres::Config, database: &s
     Ok(())
 }
 
-async fn set_runtime_password(admin: &tokio_postgres::Config, password: &str) -> anyhow::Result<()> {
+async fn set_runtime_password(admin: &ConnectOptions, password: &str) -> anyhow::Result<()> {
     let client = admin_client(admin).await?;
     let literal: String = client.query_one("SELECT quote_literal($1)", &[&password]).await?.get(0);
     client

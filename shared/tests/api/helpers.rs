@@ -99,7 +99,7 @@ impl TestApp {
         maintenance.execute(&format!("CREATE DATABASE {database}"), &[]).await.expect("create test database");
         let mut admin: tokio_postgres::Config = admin_url().parse().unwrap();
         admin.dbname(&database);
-        shared::migrations::run(&admin).await.expect("migrations apply");
+        shared::migrations::run(&admin.into()).await.expect("migrations apply");
         let db = Db::from_config(app_config(&database), 32).expect("pool");
         let verifier = TokenVerifier::new(&hs256_auth()).await.expect("verifier");
         let relay = outbound.map(|(sqs, queue_url)| Arc::new(Relay::new(db.clone(), sqs, queue_url)));

@@ -13,4 +13,5 @@ mod helpers;
 mod lambda_event;
 mod search;
 mod tenancy;
+mod tls;
 mod validation;
