@@ -35,6 +35,23 @@ pub struct EventsConfig {
     pub outbox_queue_url: Option<String>,
 }
 
+/// Who sends each inbound event type: an envelope whose `source` is not the one named here
+/// for its type is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundConfig {
+    /// `source` of `pricing.loyalty.tier_changed` (`INBOUND_PRICING_SOURCE`).
+    pub pricing_source: String,
+    /// `source` of `orders.order.*` (`INBOUND_ORDERS_SOURCE`).
+    pub orders_source: String,
+}
+
+impl Default for InboundConfig {
+    /// The contract's producers: `pricing-service` and `order-service`.
+    fn default() -> Self {
+        Self { pricing_source: "pricing-service".into(), orders_source: "order-service".into() }
+    }
+}
+
 /// Settings of an HTTP function.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -132,6 +149,16 @@ pub async fn connection_from_secret(
 impl EventsConfig {
     pub fn from_env() -> Self {
         Self { outbox_queue_url: optional("OUTBOX_QUEUE_URL") }
+    }
+}
+
+impl InboundConfig {
+    pub fn from_env() -> Self {
+        let defaults = Self::default();
+        Self {
+            pricing_source: optional("INBOUND_PRICING_SOURCE").unwrap_or(defaults.pricing_source),
+            orders_source: optional("INBOUND_ORDERS_SOURCE").unwrap_or(defaults.orders_source),
+        }
     }
 }
 
