@@ -192,7 +192,7 @@ impl JwksCache {
         let may_refresh = self.state.read().await.1.is_none_or(|fetched| fetched.elapsed() >= JWKS_REFRESH_INTERVAL);
         if may_refresh {
             if let Err(error) = self.refresh().await {
-                tracing::warn!(error = ?error, "JWKS refresh failed");
+                tracing::warn!(error = %crate::error::loggable(&error), "JWKS refresh failed");
             }
         }
         self.state.read().await.0.get(kid).cloned().ok_or(ApiError::Unauthorized("the token's key is unknown"))

@@ -86,7 +86,8 @@ pub enum Rejection {
     InvalidData { event_type: &'static str, detail: String },
     #[error("customer {customer_id} does not exist in organization {organization_id}")]
     UnknownCustomer { organization_id: Uuid, customer_id: Uuid },
-    #[error("applying the event failed: {0:#}")]
+    /// Its cause chain shows without PostgreSQL's DETAIL, which can carry row values.
+    #[error("applying the event failed: {}", crate::error::loggable(.0))]
     Failed(#[from] anyhow::Error),
 }
 

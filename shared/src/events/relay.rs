@@ -65,7 +65,7 @@ impl Relay {
             match self.publish_organization(organization_id, u32::MAX).await {
                 Ok(report) => total.add(report),
                 Err(error) => {
-                    tracing::warn!(%organization_id, error = format!("{error:#}"), "outbox relay pass failed");
+                    tracing::warn!(%organization_id, error = %crate::error::loggable(&error), "outbox relay pass failed");
                     total.errors += 1;
                 }
             }
@@ -118,7 +118,7 @@ impl Relay {
             return;
         }
         if let Err(error) = self.publish_organization(organization_id, 1).await {
-            tracing::warn!(%organization_id, error = format!("{error:#}"), "publishing after commit failed; the scheduled relay will retry");
+            tracing::warn!(%organization_id, error = %crate::error::loggable(&error), "publishing after commit failed; the scheduled relay will retry");
             *self.after_commit_paused_until.lock().expect("relay pause lock") =
                 Some(Instant::now() + PAUSE_AFTER_FAILURE);
         }

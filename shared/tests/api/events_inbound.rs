@@ -35,7 +35,7 @@ fn tier_event(organization: Uuid, customer: Uuid, tier: &str, time: DateTime<Utc
     )
 }
 
-fn completed(organization: Uuid, customer: Uuid, order: Uuid, amount: &str, at: DateTime<Utc>) -> Value {
+pub(crate) fn completed(organization: Uuid, customer: Uuid, order: Uuid, amount: &str, at: DateTime<Utc>) -> Value {
     envelope(
         organization,
         "orders.order.completed",
@@ -54,7 +54,7 @@ fn cancelled(organization: Uuid, customer: Uuid, order: Uuid, at: DateTime<Utc>)
 }
 
 /// A Lambda SQS event of `bodies`, message ids `m0`, `m1`, ...
-fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
+pub(crate) fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = bodies
         .iter()
@@ -70,7 +70,7 @@ fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
 }
 
 /// The consumer as deployed with the default producers.
-async fn handle_batch(
+pub(crate) async fn handle_batch(
     db: &shared::db::Db,
     event: SqsEvent,
     concurrency: usize,

@@ -10,6 +10,7 @@ mod events_inbound;
 mod events_outbound;
 mod helpers;
 mod lambda_event;
+mod logs;
 mod search;
 mod tenancy;
 mod validation;
