@@ -118,7 +118,7 @@ impl TokenVerifier {
     pub async fn new(config: &AuthConfig) -> anyhow::Result<Self> {
         let (keys, algorithm) = match &config.keys {
             TokenKeys::Hs256Secret(secret) => {
-                (KeySource::Static(DecodingKey::from_secret(secret.as_bytes())), Algorithm::HS256)
+                (KeySource::Static(DecodingKey::from_secret(secret.expose().as_bytes())), Algorithm::HS256)
             }
             TokenKeys::JwksUrl(url) => {
                 let cache = JwksCache {
