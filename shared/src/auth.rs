@@ -11,7 +11,7 @@ use http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::config::{AuthConfig, TokenKeys};
@@ -96,21 +96,29 @@ enum KeySource {
     Jwks(JwksCache),
 }
 
-/// Keys of a JWKS document by `kid`, fetched at start and again for an unknown `kid`
-/// (at most once a minute, so forged kids cannot make us hammer the provider).
+/// Keys of a JWKS document by `kid`, fetched on first use and again for an unknown `kid`. At
+/// most one fetch a minute, failed or not, so forged kids or a provider outage cannot make us
+/// hammer the provider; and none at start, so a cold start does not depend on it.
 struct JwksCache {
     url: String,
     client: reqwest::Client,
-    state: RwLock<(HashMap<String, DecodingKey>, Option<Instant>)>,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    /// When the last fetch began; held while a fetch runs, so concurrent misses wait for it.
+    last_fetch: Mutex<Option<Instant>>,
 }
 
+/// The shortest time between two JWKS fetches.
 const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Seconds a token's `exp` and `nbf` may be off, for clocks that differ.
+const LEEWAY_SECONDS: u64 = 30;
+
 impl TokenVerifier {
+    /// With a JWKS URL nothing is fetched yet: the keys come with the first token.
     pub async fn new(config: &AuthConfig) -> anyhow::Result<Self> {
         let (keys, algorithm) = match &config.keys {
             TokenKeys::Hs256Secret(secret) => {
-                (KeySource::Static(DecodingKey::from_secret(secret.as_bytes())), Algorithm::HS256)
+                (KeySource::Static(DecodingKey::from_secret(secret.expose().as_bytes())), Algorithm::HS256)
             }
             TokenKeys::JwksUrl(url) => {
                 let cache = JwksCache {
@@ -119,14 +127,15 @@ impl TokenVerifier {
                         .timeout(Duration::from_secs(5))
                         .build()
                         .context("building the JWKS client")?,
-                    state: RwLock::new((HashMap::new(), None)),
+                    keys: RwLock::new(HashMap::new()),
+                    last_fetch: Mutex::new(None),
                 };
-                cache.refresh().await?;
                 (KeySource::Jwks(cache), Algorithm::RS256)
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         match &config.audience {
             Some(audience) => validation.set_audience(&[audience]),
@@ -159,6 +168,7 @@ impl TokenVerifier {
             |error| match error.kind() {
                 ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired"),
                 ErrorKind::InvalidSignature => ApiError::Unauthorized("the signature is invalid"),
+                ErrorKind::ImmatureSignature => ApiError::Unauthorized("the token is not valid yet"),
                 _ => ApiError::Unauthorized("the token is invalid"),
             },
         )
@@ -186,19 +196,23 @@ impl TokenVerifier {
 
 impl JwksCache {
     async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
-        if let Some(key) = self.state.read().await.0.get(kid) {
+        if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(key.clone());
         }
-        let may_refresh = self.state.read().await.1.is_none_or(|fetched| fetched.elapsed() >= JWKS_REFRESH_INTERVAL);
-        if may_refresh {
-            if let Err(error) = self.refresh().await {
-                tracing::warn!(error = ?error, "JWKS refresh failed");
+        {
+            let mut last_fetch = self.last_fetch.lock().await;
+            if last_fetch.is_none_or(|started| started.elapsed() >= JWKS_REFRESH_INTERVAL) {
+                *last_fetch = Some(Instant::now());
+                match self.fetch().await {
+                    Ok(keys) => *self.keys.write().await = keys,
+                    Err(error) => tracing::warn!(error = %crate::error::loggable(&error), "JWKS fetch failed"),
+                }
             }
         }
-        self.state.read().await.0.get(kid).cloned().ok_or(ApiError::Unauthorized("the token's key is unknown"))
+        self.keys.read().await.get(kid).cloned().ok_or(ApiError::Unauthorized("the token's key is unknown"))
     }
 
-    async fn refresh(&self) -> anyhow::Result<()> {
+    async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
         let set: JwkSet = self
             .client
             .get(&self.url)
@@ -209,16 +223,14 @@ impl JwksCache {
             .json()
             .await
             .context("reading the JWKS document")?;
-        let keys = set
+        Ok(set
             .keys
             .iter()
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
                 DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
             })
-            .collect();
-        *self.state.write().await = (keys, Some(Instant::now()));
-        Ok(())
+            .collect())
     }
 }
 

@@ -5,11 +5,39 @@ use serde::Deserialize;
 
 use crate::db::ConnectOptions;
 
+/// A value that must never reach a log: its `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
 /// How bearer tokens are verified.
 #[derive(Debug, Clone)]
 pub enum TokenKeys {
     /// Local and test mode: HS256 with a shared secret.
-    Hs256Secret(String),
+    Hs256Secret(Secret),
     /// Deployed mode: RS256 against the identity provider's JWKS document.
     JwksUrl(String),
 }
@@ -35,6 +63,23 @@ pub struct DatabaseConfig {
 pub struct EventsConfig {
     /// The outbound FIFO queue (`OUTBOX_QUEUE_URL`). Unset: events wait in the outbox.
     pub outbox_queue_url: Option<String>,
+}
+
+/// Who sends each inbound event type: an envelope whose `source` is not the one named here
+/// for its type is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundConfig {
+    /// `source` of `pricing.loyalty.tier_changed` (`INBOUND_PRICING_SOURCE`).
+    pub pricing_source: String,
+    /// `source` of `orders.order.*` (`INBOUND_ORDERS_SOURCE`).
+    pub orders_source: String,
+}
+
+impl Default for InboundConfig {
+    /// The contract's producers: `pricing-service` and `order-service`.
+    fn default() -> Self {
+        Self { pricing_source: "pricing-service".into(), orders_source: "order-service".into() }
+    }
 }
 
 /// Settings of an HTTP function.
@@ -147,11 +192,21 @@ impl EventsConfig {
     }
 }
 
+impl InboundConfig {
+    pub fn from_env() -> Self {
+        let defaults = Self::default();
+        Self {
+            pricing_source: optional("INBOUND_PRICING_SOURCE").unwrap_or(defaults.pricing_source),
+            orders_source: optional("INBOUND_ORDERS_SOURCE").unwrap_or(defaults.orders_source),
+        }
+    }
+}
+
 impl AuthConfig {
     pub fn from_env() -> anyhow::Result<Self> {
         let keys = match (optional("JWT_HS256_SECRET"), optional("JWT_JWKS_URL")) {
             (Some(_), Some(_)) => bail!("set only one of JWT_HS256_SECRET and JWT_JWKS_URL"),
-            (Some(secret), None) => TokenKeys::Hs256Secret(secret),
+            (Some(secret), None) => TokenKeys::Hs256Secret(secret.into()),
             (None, Some(url)) => TokenKeys::JwksUrl(url),
             (None, None) => bail!("no token verification configured: set JWT_HS256_SECRET (local) or JWT_JWKS_URL"),
         };
@@ -166,4 +221,22 @@ impl AuthConfig {
 
 fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_the_auth_settings_hides_the_hs256_secret() {
+        let config = AuthConfig {
+            keys: TokenKeys::Hs256Secret("s3cret-signing-key".into()),
+            organization_claim: "org_id".into(),
+            audience: None,
+            issuer: None,
+        };
+        let printed = format!("{config:?} {:#?}", config.keys);
+        assert!(!printed.contains("s3cret-signing-key"), "{printed}");
+        assert!(printed.contains("Hs256Secret(***)"), "{printed}");
+    }
 }

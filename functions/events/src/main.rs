@@ -11,10 +11,13 @@ async fn main() -> Result<(), Error> {
     let config = shared::config::DatabaseConfig::load().await?;
     let concurrency = config.pool_size;
     let db = Db::open(&config).await?;
+    let sources = &shared::config::InboundConfig::from_env();
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let db = db.clone();
         async move {
-            Ok::<SqsBatchResponse, Error>(shared::events::inbound::handle_batch(&db, event.payload, concurrency).await)
+            Ok::<SqsBatchResponse, Error>(
+                shared::events::inbound::handle_batch(&db, sources, event.payload, concurrency).await,
+            )
         }
     }))
     .await

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::{json, Value};
+use shared::error::loggable;
 use shared::events::local::{self, RetryPolicy};
 
 /// How often the nightly job runs locally.
@@ -41,7 +42,7 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
             match timers.invoke(function, &event).await {
                 Ok(report) if function == "outbox-relay" && report["published"].as_u64() == Some(0) => {}
                 Ok(report) => tracing::info!(function, %report, "scheduled run"),
-                Err(error) => tracing::warn!(function, error = format!("{error:#}"), "scheduled run failed"),
+                Err(error) => tracing::warn!(function, error = %loggable(&error), "scheduled run failed"),
             }
         }
     });
@@ -59,7 +60,7 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "polling the inbound queue failed; retrying");
+                tracing::warn!(error = %loggable(&error), "polling the inbound queue failed; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }

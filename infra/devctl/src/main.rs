@@ -9,6 +9,8 @@
 //!   of `customers-inbound` and the schedules of the relay and the overdue job.
 
 mod event_sources;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
@@ -162,14 +164,21 @@ async fn create_database_if_missing(admin: &ConnectOptions, database: &str) -> a
     Ok(())
 }
 
+/// Gives `customer_app` its password as a SCRAM-SHA-256 verifier computed here, so the
+/// plaintext never reaches the server, its statement log or `pg_stat_activity`.
 async fn set_runtime_password(admin: &ConnectOptions, password: &str) -> anyhow::Result<()> {
     let client = admin_client(admin).await?;
-    let literal: String = client.query_one("SELECT quote_literal($1)", &[&password]).await?.get(0);
-    client
-        .batch_execute(&format!("ALTER ROLE customer_app PASSWORD {literal}"))
-        .await
-        .context("setting the runtime role's password")?;
+    client.batch_execute(&runtime_password_statement(password)).await.context("setting the runtime role's password")?;
     Ok(())
+}
+
+/// `ALTER ROLE customer_app PASSWORD '<verifier>'`, the verifier in PostgreSQL's form
+/// `SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>` (RFC 5802 and 7677, random 16-byte salt),
+/// which PostgreSQL stores as given.
+fn runtime_password_statement(password: &str) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    // Base64, digits, `$` and `:` only: nothing in it needs quoting.
+    format!("ALTER ROLE customer_app PASSWORD '{verifier}'")
 }
 
 async fn seed_demo(database_url: &str) -> anyhow::Result<()> {

@@ -4,13 +4,14 @@
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::config::InboundConfig;
 use crate::db::{Db, TenantTx};
 use crate::loyalty::LoyaltyTier;
 use crate::money::{self, Money};
@@ -21,6 +22,10 @@ pub mod types {
     pub const ORDER_COMPLETED: &str = "orders.order.completed";
     pub const ORDER_CANCELLED: &str = "orders.order.cancelled";
 }
+
+/// How far ahead of this service's clock an event's `time` may be. An event further ahead
+/// would outrank every real event for good (the newest `time` wins), so it is refused.
+pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// The contract's envelope, as another service sends it.
 #[derive(Debug, Deserialize)]
@@ -73,20 +78,25 @@ pub enum Rejection {
     Malformed(String),
     #[error("unknown event type `{0}`")]
     UnknownType(String),
+    #[error("`{event_type}` comes from `{expected}`, not from `{sent_by}`")]
+    WrongSource { event_type: &'static str, expected: String, sent_by: String },
+    #[error("the event's `time` ({time}) is more than {} minutes ahead of this service's clock", MAX_FUTURE_SKEW.num_minutes())]
+    FromTheFuture { time: DateTime<Utc> },
     #[error("invalid `{event_type}` data ({detail})")]
     InvalidData { event_type: &'static str, detail: String },
     #[error("customer {customer_id} does not exist in organization {organization_id}")]
     UnknownCustomer { organization_id: Uuid, customer_id: Uuid },
-    #[error("applying the event failed: {0:#}")]
+    /// Its cause chain shows without PostgreSQL's DETAIL, which can carry row values.
+    #[error("applying the event failed: {}", crate::error::loggable(.0))]
     Failed(#[from] anyhow::Error),
 }
 
 /// Applies a Lambda SQS batch, up to `concurrency` messages at once, and reports the
 /// messages that failed so only they return to the queue.
-pub async fn handle_batch(db: &Db, event: SqsEvent, concurrency: usize) -> SqsBatchResponse {
+pub async fn handle_batch(db: &Db, sources: &InboundConfig, event: SqsEvent, concurrency: usize) -> SqsBatchResponse {
     let outcomes = futures_util::stream::iter(event.records)
         .map(|message| async move {
-            let result = apply_message(db, &message).await;
+            let result = apply_message(db, sources, &message).await;
             (message, result)
         })
         .buffer_unordered(concurrency.max(1))
@@ -109,14 +119,17 @@ pub async fn handle_batch(db: &Db, event: SqsEvent, concurrency: usize) -> SqsBa
 }
 
 /// Applies one SQS message.
-pub async fn apply_message(db: &Db, message: &SqsMessage) -> Result<Outcome, Rejection> {
+pub async fn apply_message(db: &Db, sources: &InboundConfig, message: &SqsMessage) -> Result<Outcome, Rejection> {
     let envelope: InboundEnvelope = parse(message.body.as_deref().unwrap_or_default()).map_err(Rejection::Malformed)?;
-    apply(db, &envelope).await
+    apply(db, sources, &envelope).await
 }
 
-/// Applies one event in one transaction of its organization, with its id.
-pub async fn apply(db: &Db, envelope: &InboundEnvelope) -> Result<Outcome, Rejection> {
+/// Applies one event in one transaction of its organization, with its id. An event that is
+/// not from its type's producer or whose `time` is ahead of [`MAX_FUTURE_SKEW`] is refused
+/// before anything is recorded.
+pub async fn apply(db: &Db, sources: &InboundConfig, envelope: &InboundEnvelope) -> Result<Outcome, Rejection> {
     let event = InboundEvent::from_envelope(envelope)?;
+    event.check_origin(envelope, sources, Utc::now())?;
     let mut connection = db.connection().await?;
     let tx = connection.begin(envelope.organization_id).await?;
     let first_time = tx
@@ -166,6 +179,31 @@ impl InboundEvent {
             types::ORDER_CANCELLED => Self::OrderCancelled(data(types::ORDER_CANCELLED, &envelope.data)?),
             other => return Err(Rejection::UnknownType(other.chars().take(100).collect())),
         })
+    }
+
+    /// Refuses an event its type's producer did not send, or one dated too far ahead of `now`.
+    fn check_origin(
+        &self,
+        envelope: &InboundEnvelope,
+        sources: &InboundConfig,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
+        let (event_type, producer) = match self {
+            Self::TierChanged(_) => (types::TIER_CHANGED, &sources.pricing_source),
+            Self::OrderCompleted(_) => (types::ORDER_COMPLETED, &sources.orders_source),
+            Self::OrderCancelled(_) => (types::ORDER_CANCELLED, &sources.orders_source),
+        };
+        if envelope.source != *producer {
+            return Err(Rejection::WrongSource {
+                event_type,
+                expected: producer.clone(),
+                sent_by: envelope.source.chars().take(100).collect(),
+            });
+        }
+        if envelope.time > now + MAX_FUTURE_SKEW {
+            return Err(Rejection::FromTheFuture { time: envelope.time });
+        }
+        Ok(())
     }
 
     fn customer_id(&self) -> Uuid {

@@ -127,7 +127,7 @@ where
     let response = match consumer(event).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!(error = format!("{error:#}"), "the consumer failed; the whole batch returns to the queue");
+            tracing::warn!(error = %crate::error::loggable(&error), "the consumer failed; the whole batch returns to the queue");
             return Ok(PollReport { received, failed: received });
         }
     };

@@ -1,5 +1,8 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::routing::get;
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -50,6 +53,22 @@ async fn missing_expired_forged_and_malformed_tokens_get_401() {
         assert_eq!(response.content_type(), "application/problem+json");
         assert_eq!(response.headers.get("www-authenticate").unwrap(), "Bearer");
     }
+}
+
+#[tokio::test]
+async fn a_token_not_valid_yet_gets_401_beyond_the_leeway() {
+    let app = TestApp::spawn().await;
+    let not_before = |seconds: i64| {
+        let mut claims = claims(app.org_a, "customers:read", 3600);
+        claims["nbf"] = json!(chrono::Utc::now().timestamp() + seconds);
+        sign_hs256(SECRET, claims)
+    };
+
+    let early = app.call(Method::GET, "/api/v1/customers", Some(&not_before(600)), None).await;
+    assert_eq!(early.status, StatusCode::UNAUTHORIZED, "{}", early.body);
+    assert_eq!(early.code(), "unauthorized");
+    let within_leeway = app.call(Method::GET, "/api/v1/customers", Some(&not_before(10)), None).await;
+    assert_eq!(within_leeway.status, StatusCode::OK, "a clock a few seconds ahead is tolerated");
 }
 
 #[tokio::test]
@@ -129,4 +148,86 @@ async fn deployed_mode_verifies_rs256_against_the_jwks_and_refuses_other_keys() 
     let hs = sign_hs256("anything", good.clone());
     assert!(verifier.verify(&hs).await.is_err(), "an HS256 token must not pass an RS256 verifier");
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// A JWKS endpoint on a random local port that counts its requests and answers `document`, or
+/// 503 when there is none (the provider is down).
+async fn counting_jwks(document: Option<serde_json::Value>) -> (String, Arc<AtomicUsize>) {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = axum::Router::new().route(
+        "/jwks.json",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let document = document.clone();
+            async move {
+                match document {
+                    Some(document) => axum::Json(document).into_response(),
+                    None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://{address}/jwks.json"), requests)
+}
+
+fn jwks_config(url: String) -> AuthConfig {
+    AuthConfig { keys: TokenKeys::JwksUrl(url), organization_claim: "org_id".into(), audience: None, issuer: None }
+}
+
+fn rs256_token(kid: &str) -> String {
+    let claims = claims(Uuid::new_v4(), "customers:read", 600);
+    sign_rs256(include_bytes!("../fixtures/jwks_test_private.pem"), kid, &claims)
+}
+
+/// Verifies a token for each of `kids`, half of them at once, and answers how many passed.
+async fn verify_all(verifier: &TokenVerifier, kids: &[String]) -> usize {
+    let (together, one_by_one) = kids.split_at(kids.len() / 2);
+    let tokens: Vec<String> = together.iter().map(|kid| rs256_token(kid)).collect();
+    let mut passed = futures_util::future::join_all(tokens.iter().map(|token| verifier.verify(token)))
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
+    for kid in one_by_one {
+        passed += usize::from(verifier.verify(&rs256_token(kid)).await.is_ok());
+    }
+    passed
+}
+
+#[tokio::test]
+async fn the_verifier_starts_while_the_identity_provider_is_unreachable() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let verifier = TokenVerifier::new(&jwks_config(format!("http://127.0.0.1:{closed_port}/jwks.json")))
+        .await
+        .expect("a cold start does not need the identity provider");
+    assert!(verifier.verify(&rs256_token("test-key-1")).await.is_err());
+
+    let jwks: serde_json::Value = serde_json::from_str(include_str!("../fixtures/jwks.json")).unwrap();
+    let (url, requests) = counting_jwks(Some(jwks)).await;
+    let verifier = TokenVerifier::new(&jwks_config(url)).await.unwrap();
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing is fetched before the first token");
+    assert!(verifier.verify(&rs256_token("test-key-1")).await.is_ok(), "the keys come with the first token");
+    assert!(verifier.verify(&rs256_token("test-key-1")).await.is_ok());
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn unknown_key_ids_fetch_the_jwks_at_most_once_a_minute_even_when_the_fetch_fails() {
+    let unknown_kids: Vec<String> = (0..10).map(|_| Uuid::new_v4().to_string()).collect();
+
+    let (url, requests) = counting_jwks(None).await;
+    let verifier = TokenVerifier::new(&jwks_config(url)).await.unwrap();
+    assert_eq!(verify_all(&verifier, &unknown_kids).await, 0);
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "one failed fetch, then none within the interval");
+
+    let jwks: serde_json::Value = serde_json::from_str(include_str!("../fixtures/jwks.json")).unwrap();
+    let (url, requests) = counting_jwks(Some(jwks)).await;
+    let verifier = TokenVerifier::new(&jwks_config(url)).await.unwrap();
+    assert_eq!(verify_all(&verifier, &unknown_kids).await, 0);
+    assert!(verifier.verify(&rs256_token("test-key-1")).await.is_ok());
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "one fetch serves every kid within the interval");
 }

@@ -6,17 +6,20 @@ use std::sync::LazyLock;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use shared::events::inbound::handle_batch;
+use shared::config::InboundConfig;
+use shared::events::inbound::{apply, InboundEnvelope, Rejection, MAX_FUTURE_SKEW};
 use shared::events::local::{poll_once, RetryPolicy};
 use uuid::Uuid;
 
 use crate::helpers::*;
 
+/// An envelope from the contract's producer of `event_type`.
 fn envelope(organization: Uuid, event_type: &str, time: DateTime<Utc>, data: Value) -> Value {
+    let source = if event_type.starts_with("orders.") { "order-service" } else { "pricing-service" };
     json!({
         "id": Uuid::now_v7(),
         "type": event_type,
-        "source": "test",
+        "source": source,
         "time": time,
         "organization_id": organization,
         "data": data,
@@ -32,7 +35,7 @@ fn tier_event(organization: Uuid, customer: Uuid, tier: &str, time: DateTime<Utc
     )
 }
 
-fn completed(organization: Uuid, customer: Uuid, order: Uuid, amount: &str, at: DateTime<Utc>) -> Value {
+pub(crate) fn completed(organization: Uuid, customer: Uuid, order: Uuid, amount: &str, at: DateTime<Utc>) -> Value {
     envelope(
         organization,
         "orders.order.completed",
@@ -51,7 +54,7 @@ fn cancelled(organization: Uuid, customer: Uuid, order: Uuid, at: DateTime<Utc>)
 }
 
 /// A Lambda SQS event of `bodies`, message ids `m0`, `m1`, ...
-fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
+pub(crate) fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = bodies
         .iter()
@@ -64,6 +67,15 @@ fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
         })
         .collect();
     event
+}
+
+/// The consumer as deployed with the default producers.
+pub(crate) async fn handle_batch(
+    db: &shared::db::Db,
+    event: SqsEvent,
+    concurrency: usize,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    shared::events::inbound::handle_batch(db, &InboundConfig::default(), event, concurrency).await
 }
 
 async fn failures<B: ToString>(app: &TestApp, bodies: &[B]) -> Vec<String> {
@@ -173,6 +185,59 @@ async fn a_bad_message_fails_alone_and_the_rest_of_the_batch_applies() {
     assert_eq!(tier_of(&app, other_tenant).await.0, "bronze", "another tenant's customer is untouched");
     assert_eq!(purchase_facts(&app, customer).await.0, 1);
     assert_eq!(app.count("inbound_events").await, 2, "failed messages leave no trace, so a retry can apply them");
+}
+
+#[tokio::test]
+async fn a_tier_event_dated_in_the_future_fails_alone_and_cannot_freeze_the_tier() {
+    let app = TestApp::spawn().await;
+    let org = app.org_a;
+    let customer = app.create_customer(org, person("Rosa", "Quintero")).await;
+    let far_ahead = Utc::now() + Duration::days(365);
+    let just_ahead = Utc::now() + MAX_FUTURE_SKEW - Duration::minutes(1);
+
+    let failed = failures(&app, &[tier_event(org, customer, "platinum", far_ahead)]).await;
+    assert_eq!(failed, ["m0"]);
+    assert_eq!(tier_of(&app, customer).await, ("bronze".into(), None));
+    assert_eq!(app.count("inbound_events").await, 0, "a refused event is not recorded");
+
+    assert!(failures(&app, &[tier_event(org, customer, "gold", at(1))]).await.is_empty());
+    assert_eq!(tier_of(&app, customer).await, ("gold".into(), Some(at(1))), "later events still apply");
+    let skewed = tier_event(org, customer, "silver", just_ahead);
+    assert!(failures(&app, &[skewed]).await.is_empty(), "a producer's clock a little ahead is tolerated");
+    assert_eq!(tier_of(&app, customer).await.0, "silver");
+
+    let order_from_the_future = completed(org, customer, Uuid::new_v4(), "10.00", far_ahead);
+    assert_eq!(failures(&app, &[order_from_the_future]).await, ["m0"], "any event type");
+}
+
+#[tokio::test]
+async fn an_event_not_from_its_types_producer_fails_alone() {
+    let app = TestApp::spawn().await;
+    let org = app.org_a;
+    let customer = app.create_customer(org, person("Iván", "Sucre")).await;
+    let with_source = |mut event: Value, source: &str| {
+        event["source"] = json!(source);
+        event
+    };
+    let bodies = [
+        with_source(tier_event(org, customer, "platinum", at(5)), "order-service"),
+        with_source(completed(org, customer, Uuid::new_v4(), "10.00", at(5)), "pricing-service"),
+        with_source(cancelled(org, customer, Uuid::new_v4(), at(5)), "someone-else"),
+        tier_event(org, customer, "gold", at(4)),
+        completed(org, customer, Uuid::new_v4(), "20.00", at(4)),
+    ];
+
+    assert_eq!(failures(&app, &bodies).await, ["m0", "m1", "m2"]);
+    assert_eq!(tier_of(&app, customer).await.0, "gold");
+    assert_eq!(purchase_facts(&app, customer).await.0, 1);
+    assert_eq!(app.count("inbound_events").await, 2, "refused events are not recorded");
+
+    let renamed = InboundConfig { pricing_source: "pricing-v2".into(), ..InboundConfig::default() };
+    let event: InboundEnvelope =
+        serde_json::from_value(with_source(tier_event(org, customer, "silver", at(3)), "pricing-v2")).unwrap();
+    assert!(apply(&app.db, &renamed, &event).await.is_ok(), "the producer's name is configured");
+    let refused = apply(&app.db, &InboundConfig::default(), &event).await;
+    assert!(matches!(refused, Err(Rejection::WrongSource { .. })), "{refused:?}");
 }
 
 #[tokio::test]

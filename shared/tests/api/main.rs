@@ -11,6 +11,7 @@ mod events_outbound;
 mod hardening;
 mod helpers;
 mod lambda_event;
+mod logs;
 mod search;
 mod tenancy;
 mod tls;
