@@ -35,10 +35,19 @@ impl Money {
         let plain = !digits.is_empty()
             && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
             && digits.matches('.').count() <= 1;
-        Decimal::from_str(text)
-            .ok()
-            .filter(|_| plain)
-            .ok_or_else(|| "must be a decimal amount such as \"150.00\"".to_string())
+        if !plain {
+            return Err("must be a decimal amount such as \"150.00\"".to_string());
+        }
+        // Judged on the text, before any rounding: a decimal keeps 28 significant digits and
+        // would round "99.999…9" (30 nines) to 100.00.
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        if fraction.trim_end_matches('0').len() > 2 {
+            return Err("must have at most two decimals".into());
+        }
+        if whole.trim_start_matches('0').len() > 10 {
+            return Err("must be at most 9999999999.99".into());
+        }
+        Decimal::from_str(text).map_err(|_| "must be a decimal amount such as \"150.00\"".to_string())
     }
 
     pub fn positive(amount: Decimal) -> Result<Self, String> {
@@ -176,6 +185,19 @@ mod tests {
         for bad in ["0", "-1", "1.005", "abc", "", "1000000000000000", "1e3"] {
             assert!(Money::parse_positive(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn money_beyond_a_decimals_precision_is_refused_not_rounded() {
+        assert_eq!(
+            Money::parse_positive("99.999999999999999999999999999999"),
+            Err("must have at most two decimals".into())
+        );
+        assert_eq!(
+            Money::parse_positive("99999999999999999999999999999999"),
+            Err("must be at most 9999999999.99".into())
+        );
+        assert_eq!(Money::parse_positive("0009999999999.990").unwrap().to_string(), "9999999999.99");
     }
 
     #[test]
