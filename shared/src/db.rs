@@ -5,11 +5,9 @@
 mod tls;
 
 use std::str::FromStr;
-
 use std::time::Duration;
 
 use anyhow::Context;
-
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;

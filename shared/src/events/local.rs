@@ -132,27 +132,8 @@ where
         }
     };
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-    let done = messages
-        .iter()
-        .filter(|message| message.message_id().is_some_and(|id| !failed.contains(&id)))
-        .enumerate()
-        .map(|(index, message)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(index.to_string())
-                .receipt_handle(message.receipt_handle().unwrap_or_default())
-                .build()
-                .context("building a delete entry")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if !done.is_empty() {
-        sqs.delete_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(done))
-            .send()
-            .await
-            .map_err(aws_sdk_sqs::Error::from)
-            .context("deleting applied messages")?;
-    }
+    let done = messages.iter().filter(|message| message.message_id().is_some_and(|id| !failed.contains(&id)));
+    delete_batch(sqs, queue_url, done).await.context("deleting applied messages")?;
     Ok(PollReport { received, failed: failed.len() })
 }
 
@@ -175,26 +156,38 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result
         if messages.is_empty() {
             return Ok(received);
         }
-        let entries = messages
-            .iter()
-            .enumerate()
-            .map(|(index, message)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .build()
-                    .context("building a delete entry")
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        sqs.delete_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(aws_sdk_sqs::Error::from)
-            .context("deleting received messages")?;
+        delete_batch(sqs, queue_url, &messages).await.context("deleting received messages")?;
         received.extend(messages);
     }
+}
+
+/// Deletes `messages` (up to one receive's worth) in one call; nothing to delete, no call.
+async fn delete_batch<'a>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: impl IntoIterator<Item = &'a aws_sdk_sqs::types::Message>,
+) -> anyhow::Result<()> {
+    let entries = messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .build()
+                .context("building a delete entry")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    sqs.delete_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)?;
+    Ok(())
 }
 
 /// Time for a long poll of `wait_seconds` to answer, beyond the clients' short defaults.

@@ -1,6 +1,6 @@
 //! The outbox relay: publishes each organization's pending events to the outbound FIFO queue
-//! in the order they were written, with the customer as the message group and the event id
-//! as the deduplication id.
+//! in the order they were written, with each event's message group (see `message_group`) and
+//! the event id as the deduplication id.
 //!
 //! One relay at a time works an organization (a transaction-scoped advisory lock, taken per
 //! round), so two relays never race each other's events of one customer. A send batch holds at
@@ -77,9 +77,9 @@ impl Relay {
     }
 
     /// Publishes the pending events of every organization that has any, starting no SQS call
-    /// after `until` (an invocation's deadline less [`DEADLINE_MARGIN`]). Starts after the organization the previous pass worked last, so a
-    /// backlog in one tenant does not starve the others. An organization whose pass fails is
-    /// logged and counted; the others go on.
+    /// after `until` (an invocation's deadline less [`DEADLINE_MARGIN`]). Starts after the
+    /// organization the previous pass worked last, so a backlog in one tenant does not starve
+    /// the others. An organization whose pass fails is logged and counted; the others go on.
     pub async fn publish_all(&self, until: Instant) -> anyhow::Result<RelayReport> {
         let mut total = RelayReport::default();
         let pending = self.db.organizations_with_pending_events().await?;
@@ -103,9 +103,8 @@ impl Relay {
     }
 
     /// Publishes `organization_id`'s pending events round by round, each round committed, until
-    /// none is left or `until` has passed. Does nothing (`busy` 1)
-    /// while another relay holds the organization. An error from SQS ends the pass; what was
-    /// sent before it stays marked as published.
+    /// none is left or `until` has passed. Does nothing (`busy` 1) while another relay holds the
+    /// organization. An error from SQS ends the pass; what was sent before it stays published.
     pub async fn publish_organization(&self, organization_id: Uuid, until: Instant) -> anyhow::Result<RelayReport> {
         let mut report = RelayReport::default();
         let mut blocked_groups = HashSet::new();
@@ -121,7 +120,7 @@ impl Relay {
                 report.busy = 1;
                 return Ok(report);
             }
-            let pending = read_pending(&tx, after_seq).await?;
+            let pending = read_pending(&tx, after_seq, None, ROUND).await?;
             let Some(last) = pending.last() else { return Ok(report) };
             after_seq = last.seq;
             let full_round = pending.len() as i64 == ROUND;
@@ -160,15 +159,7 @@ impl Relay {
         if !lock_organization(&tx).await? {
             return Ok(());
         }
-        let rows = tx
-            .query(
-                "SELECT event_id, seq, message_group, payload::text FROM outbox \
-                 WHERE published_at IS NULL AND message_group = ANY($1) ORDER BY seq LIMIT $2",
-                &[&groups, &AFTER_COMMIT_EVENTS],
-            )
-            .await
-            .context("reading the request's pending events")?;
-        let pending = rows.iter().map(pending_event).collect();
+        let pending = read_pending(&tx, 0, Some(groups), AFTER_COMMIT_EVENTS).await?;
         let outcome = self
             .send_round(
                 &tx,
@@ -288,20 +279,32 @@ async fn lock_organization(tx: &TenantTx<'_>) -> anyhow::Result<bool> {
     Ok(row.get(0))
 }
 
-fn pending_event(row: &tokio_postgres::Row) -> PendingEvent {
-    PendingEvent { event_id: row.get(0), seq: row.get(1), message_group: row.get(2), payload: row.get(3) }
-}
-
-async fn read_pending(tx: &TenantTx<'_>, after_seq: i64) -> anyhow::Result<Vec<PendingEvent>> {
+/// Up to `limit` pending events after `after_seq`, in write order; only those of `groups`
+/// when given.
+async fn read_pending(
+    tx: &TenantTx<'_>,
+    after_seq: i64,
+    groups: Option<&[String]>,
+    limit: i64,
+) -> anyhow::Result<Vec<PendingEvent>> {
     let rows = tx
         .query(
             "SELECT event_id, seq, message_group, payload::text FROM outbox \
-             WHERE published_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
-            &[&after_seq, &ROUND],
+             WHERE published_at IS NULL AND seq > $1 AND ($3::text[] IS NULL OR message_group = ANY($3)) \
+             ORDER BY seq LIMIT $2",
+            &[&after_seq, &limit, &groups],
         )
         .await
         .context("reading pending events")?;
-    Ok(rows.iter().map(pending_event).collect())
+    Ok(rows
+        .iter()
+        .map(|row| PendingEvent {
+            event_id: row.get(0),
+            seq: row.get(1),
+            message_group: row.get(2),
+            payload: row.get(3),
+        })
+        .collect())
 }
 
 /// Splits `pending` (in write order) into the next send batch and what waits for a later one:
