@@ -15,7 +15,7 @@ use serde_json::json;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
 use shared::db::{ConnectOptions, Db};
-use shared::events::{types, Envelope};
+use shared::events::{types, OutboxEvent};
 use shared::http::AppState;
 use shared::money::Money;
 use tower::ServiceExt;
@@ -136,9 +136,8 @@ async fn service_router(database: &str, size: usize) -> axum::Router {
         issuer: None,
     };
     shared::credit::routes::router(AppState {
-        db,
+        app: shared::app::App::new(db),
         verifier: Arc::new(TokenVerifier::new(&auth).await.unwrap()),
-        relay: None,
     })
 }
 
@@ -172,25 +171,12 @@ async fn direct(pool: Pool, sql: Arc<str>, organization: Uuid, customer: Uuid) -
         tx.execute(&set_tenant, &[&organization.to_string()]).await?;
         let (order, amount) = (Uuid::new_v4(), Money::parse_positive("1.00").unwrap());
         let data = json!({"customer_id": customer, "order_id": order, "amount": amount});
-        let event = Envelope::new(organization, types::CREDIT_USED, data);
-        let payload = serde_json::to_value(&event)?;
-        let group = shared::events::message_group(types::CREDIT_USED, customer);
+        let event = OutboxEvent::new(organization, types::CREDIT_USED, customer, data)?;
         let statement = tx.prepare_cached(&sql).await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
-            &organization,
-            &customer,
-            &amount,
-            &Uuid::now_v7(),
-            &order,
-            &"bench",
-            &Uuid::now_v7(),
-            &event.id,
-            &event.event_type,
-            &payload,
-            &event.time,
-            &group,
-        ];
-        let row = tx.query_opt(&statement, &params).await?;
+        let (usage_id, movement_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&organization, &customer, &amount, &usage_id, &order, &"bench", &movement_id];
+        let row = tx.query_opt(&statement, &[&params[..], &event.params()].concat()).await?;
         tx.commit().await?;
         anyhow::Ok(row.is_some())
     };

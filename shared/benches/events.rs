@@ -19,6 +19,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use http::{Method, Request, StatusCode};
 use serde_json::json;
+use shared::app::App;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, InboundConfig, TokenKeys};
 use shared::db::{ConnectOptions, Db};
@@ -116,11 +117,11 @@ fn sqs_event(batch: &[Event]) -> SqsEvent {
     event
 }
 
-async fn through_service(db: &Db, batches: &[Vec<Event>], concurrency: usize) -> usize {
+async fn through_service(app: &App, batches: &[Vec<Event>], concurrency: usize) -> usize {
     let mut failures = 0;
     for batch in batches {
         failures +=
-            handle_batch(db, &InboundConfig::default(), sqs_event(batch), concurrency).await.batch_item_failures.len();
+            handle_batch(app, &InboundConfig::default(), sqs_event(batch), concurrency).await.batch_item_failures.len();
     }
     failures
 }
@@ -251,7 +252,11 @@ async fn main() {
             eprintln!("  {concurrency} connection(s), round {}/{ROUNDS}: {events} events per path", round + 1);
             let batches = workload.batches(events);
             let started = Instant::now();
-            assert_eq!(through_service(&db, &batches, concurrency).await, 0, "the service failed events");
+            assert_eq!(
+                through_service(&App::new(db.clone()), &batches, concurrency).await,
+                0,
+                "the service failed events"
+            );
             service_time += started.elapsed();
             let batches = workload.batches(events);
             let started = Instant::now();
@@ -285,9 +290,8 @@ async fn publish_after_commit(database: &str, organization: Uuid) {
     };
     let verifier = Arc::new(TokenVerifier::new(&auth).await.unwrap());
     let relay = Arc::new(Relay::new(db.clone(), sqs.clone(), &queues.outbound));
-    let without =
-        shared::customers::routes::router(AppState { db: db.clone(), verifier: verifier.clone(), relay: None });
-    let with = shared::customers::routes::router(AppState { db, verifier, relay: Some(relay.clone()) });
+    let without = shared::customers::routes::router(AppState { app: App::new(db.clone()), verifier: verifier.clone() });
+    let with = shared::customers::routes::router(AppState { app: App::publishing_with(db, relay.clone()), verifier });
     let token =
         issue_hs256_token(SECRET, organization, "bench", &["customers:write"], Duration::from_secs(3600)).unwrap();
 

@@ -223,9 +223,8 @@ async fn run() {
     };
     let db = Db::from_config(runtime_config.clone(), 1).unwrap();
     let router = shared::search::routes::router(AppState {
-        db,
+        app: shared::app::App::new(db),
         verifier: Arc::new(TokenVerifier::new(&auth).await.unwrap()),
-        relay: None,
     });
     let token =
         issue_hs256_token(SECRET, organization, "bench", &["customers:read"], Duration::from_secs(3600)).unwrap();

@@ -2,12 +2,9 @@
 //! they identify. The organization comes from the verified token and nowhere else.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::extract::{FromRef, FromRequestParts};
-use http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
@@ -65,13 +62,18 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// A caller for internal jobs (seeding, event consumers) acting with every scope.
-    pub fn service(organization_id: Uuid, subject: &str) -> Self {
+    /// A caller of `organization_id` allowed `scopes`, for callers verified some other way.
+    pub fn with_scopes(organization_id: Uuid, subject: &str, scopes: &[Scope]) -> Self {
         Self {
             organization_id,
             subject: subject.to_string(),
-            scopes: Scope::ALL.iter().map(|scope| scope.as_str().to_string()).collect(),
+            scopes: scopes.iter().map(|scope| scope.as_str().to_string()).collect(),
         }
+    }
+
+    /// A caller for internal jobs (seeding, event consumers) acting with every scope.
+    pub fn service(organization_id: Uuid, subject: &str) -> Self {
+        Self::with_scopes(organization_id, subject, &Scope::ALL)
     }
 
     /// 403 unless the token carries `scope`.
@@ -145,6 +147,18 @@ impl TokenVerifier {
             validation.set_issuer(&[issuer]);
         }
         Ok(Self { keys, validation, organization_claim: config.organization_claim.clone() })
+    }
+
+    /// The caller an `Authorization` value (`Bearer <token>`, from an HTTP header or gRPC
+    /// metadata) speaks for, or 401.
+    pub async fn verify_authorization(&self, authorization: Option<&[u8]>) -> Result<Caller, ApiError> {
+        let value = authorization.ok_or(ApiError::Unauthorized("the Authorization header is missing"))?;
+        let token = std::str::from_utf8(value)
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized("expected `Authorization: Bearer <token>`"))?;
+        self.verify(token).await
     }
 
     /// The caller a token speaks for, or 401.
@@ -256,41 +270,4 @@ pub fn issue_hs256_token(
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .context("signing the token")
-}
-
-impl<S> FromRequestParts<S> for Caller
-where
-    Arc<TokenVerifier>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("the Authorization header is missing"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized("expected `Authorization: Bearer <token>`"))?;
-        let caller = Arc::<TokenVerifier>::from_ref(state).verify(token).await?;
-        if let Some(slot) = parts.extensions.get::<CallerOrganization>() {
-            slot.0.set(caller.organization_id).ok();
-        }
-        Ok(caller)
-    }
-}
-
-/// Filled with the verified caller's organization when a handler extracts its [`Caller`], for
-/// layers that act after the handler (the publish after a write).
-#[derive(Clone, Default)]
-pub struct CallerOrganization(Arc<std::sync::OnceLock<Uuid>>);
-
-impl CallerOrganization {
-    pub fn get(&self) -> Option<Uuid> {
-        self.0.get().copied()
-    }
 }

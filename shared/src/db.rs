@@ -112,6 +112,15 @@ pub struct DbConnection(Object);
 pub struct TenantTx<'a> {
     tx: Transaction<'a>,
     organization_id: Uuid,
+    /// Message groups of the events written so far, for the publish after the commit.
+    message_groups: std::sync::Mutex<Vec<String>>,
+}
+
+/// What a commit made durable: the organization and the message groups it wrote events to.
+#[derive(Debug)]
+pub struct Committed {
+    pub organization_id: Uuid,
+    pub message_groups: Vec<String>,
 }
 
 impl Db {
@@ -226,7 +235,7 @@ impl DbConnection {
         tx.execute(&set_tenant, &[&organization_id.to_string()])
             .await
             .context("setting the tenant of the transaction")?;
-        Ok(TenantTx { tx, organization_id })
+        Ok(TenantTx { tx, organization_id, message_groups: Default::default() })
     }
 }
 
@@ -245,8 +254,18 @@ impl TenantTx<'_> {
         Ok(())
     }
 
-    pub async fn commit(self) -> anyhow::Result<()> {
-        self.tx.commit().await.context("committing")
+    /// Notes that this transaction wrote an event to `group` (see `events::message_group`).
+    pub fn note_message_group(&self, group: &str) {
+        let mut groups = self.message_groups.lock().expect("message groups lock");
+        if !groups.iter().any(|noted| noted == group) {
+            groups.push(group.to_string());
+        }
+    }
+
+    pub async fn commit(self) -> anyhow::Result<Committed> {
+        self.tx.commit().await.context("committing")?;
+        let message_groups = self.message_groups.into_inner().expect("message groups lock");
+        Ok(Committed { organization_id: self.organization_id, message_groups })
     }
 
     /// Runs a cached prepared statement and returns its rows.

@@ -1,7 +1,7 @@
-//! The one error type of the HTTP boundary and its RFC 9457 problem+json mapping.
+//! The one error type of the operations, whatever the transport: a stable code, a detail
+//! fit for the caller, and the fields at fault. Each transport maps it in one place
+//! (`http::problem` for problem+json).
 
-use axum::response::{IntoResponse, Response};
-use http::{header, StatusCode};
 use serde::Serialize;
 
 /// One invalid input field, named by its JSON path.
@@ -26,7 +26,7 @@ pub enum DuplicateField {
 }
 
 impl DuplicateField {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Email => "email",
             Self::Phone => "phone",
@@ -35,7 +35,7 @@ impl DuplicateField {
     }
 }
 
-/// Everything a request can fail with. Mapped to HTTP in exactly one place, `into_response`.
+/// Everything an operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("unauthorized: {0}")]
@@ -66,9 +66,6 @@ pub enum ApiError {
     Unexpected(anyhow::Error),
 }
 
-/// Seconds a client should wait before retrying an `Unavailable` answer.
-pub const RETRY_AFTER_SECONDS: u32 = 1;
-
 impl From<anyhow::Error> for ApiError {
     /// A failure the caller can retry (see [`crate::db::is_transient`]) is `Unavailable`; any
     /// other is `Unexpected`.
@@ -87,68 +84,56 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+    /// The stable code callers branch on (`not_found`, `insufficient_credit`, ...).
+    pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized(why) => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                format!("A valid bearer token is required: {why}."),
-            ),
-            Self::Forbidden(scope) => {
-                (StatusCode::FORBIDDEN, "forbidden", "Forbidden", format!("The token lacks the scope `{scope}`."))
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Malformed(_) => "malformed_request",
+            Self::Validation(_) => "validation_failed",
+            Self::Duplicate(DuplicateField::Email) => "duplicate_email",
+            Self::Duplicate(DuplicateField::Phone) => "duplicate_phone",
+            Self::Duplicate(DuplicateField::Document) => "duplicate_document",
+            Self::VersionMismatch => "version_mismatch",
+            Self::Conflict { code, .. } | Self::Rejected { code, .. } => code,
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Unexpected(_) => "internal_error",
+        }
+    }
+
+    /// What happened and what to do, for the caller; never a submitted value.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Unauthorized(why) => format!("A valid bearer token is required: {why}."),
+            Self::Forbidden(scope) => format!("The token lacks the scope `{scope}`."),
+            Self::NotFound => "No such resource in this organization.".into(),
+            Self::MethodNotAllowed => "This route does not accept that method.".into(),
+            Self::Malformed(detail) => detail.clone(),
+            Self::Validation(_) => "One or more fields are invalid; see `errors`.".into(),
+            Self::Duplicate(field) => format!("Another customer of this organization has the same {}.", field.name()),
+            Self::VersionMismatch => {
+                "The resource changed since it was read; fetch it again and retry with its ETag.".into()
             }
-            Self::NotFound => {
-                (StatusCode::NOT_FOUND, "not_found", "Not Found", "No such resource in this organization.".into())
-            }
-            Self::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method Not Allowed",
-                "This route does not accept that method.".into(),
-            ),
-            Self::Malformed(detail) => {
-                (StatusCode::BAD_REQUEST, "malformed_request", "Malformed Request", detail.clone())
-            }
-            Self::Validation(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "Validation Failed",
-                "One or more fields are invalid; see `errors`.".into(),
-            ),
-            Self::Duplicate(field) => (
-                StatusCode::CONFLICT,
-                match field {
-                    DuplicateField::Email => "duplicate_email",
-                    DuplicateField::Phone => "duplicate_phone",
-                    DuplicateField::Document => "duplicate_document",
-                },
-                "Duplicate Customer",
-                format!("Another customer of this organization has the same {}.", field.name()),
-            ),
-            Self::VersionMismatch => (
-                StatusCode::PRECONDITION_FAILED,
-                "version_mismatch",
-                "Version Mismatch",
-                "The resource changed since it was read; fetch it again and retry with its ETag.".into(),
-            ),
-            Self::Conflict { code, detail } => (StatusCode::CONFLICT, code, "Conflict", (*detail).into()),
-            Self::Rejected { code, detail, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Rejected", detail.clone()),
-            Self::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "Service Unavailable",
+            Self::Conflict { detail, .. } => (*detail).into(),
+            Self::Rejected { detail, .. } => detail.clone(),
+            Self::Unavailable(_) => {
                 "The service is briefly unable to reach its database or timed out; retry after the \
                  `Retry-After` seconds. A retried write with the same order id, payment id or \
                  `Idempotency-Key` is applied once."
-                    .into(),
-            ),
-            Self::Unexpected(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Internal Server Error",
-                "The request could not be completed; retry later.".into(),
-            ),
+                    .into()
+            }
+            Self::Unexpected(_) => "The request could not be completed; retry later.".into(),
+        }
+    }
+
+    /// Logs the error as every transport does: the cause of a failure, the code of a refusal.
+    pub fn log(&self) {
+        match self {
+            Self::Unexpected(cause) => tracing::error!(error = %loggable(cause), "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = %loggable(cause), "database unavailable"),
+            other => tracing::info!(code = other.code(), error = %other, "request rejected"),
         }
     }
 }
@@ -169,59 +154,6 @@ pub fn loggable(error: &anyhow::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join(": ")
-}
-
-/// The RFC 9457 body every error answers with.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: String,
-    pub code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldError>>,
-    /// Extension members of the problem, such as `credit_available`.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, title, detail) = self.parts();
-        match &self {
-            Self::Unexpected(cause) => tracing::error!(error = %loggable(cause), "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(error = %loggable(cause), "database unavailable"),
-            other => tracing::info!(code, error = %other, "request rejected"),
-        }
-        let (errors, extra) = match self {
-            Self::Validation(errors) => (Some(errors), None),
-            Self::Rejected { extra: serde_json::Value::Object(extra), .. } => (None, Some(extra)),
-            _ => (None, None),
-        };
-        let problem = Problem {
-            problem_type: format!("urn:customer-service:problem:{code}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            code,
-            errors,
-            extra,
-        };
-        let mut response = (status, axum::Json(problem)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_SECONDS));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
 }
 
 /// Collects field errors so one response names every invalid field.

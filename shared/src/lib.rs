@@ -1,6 +1,7 @@
-//! The customer service's one crate: domain rules, PostgreSQL access, auth and HTTP routers.
-//! Every function binary is a thin `main` over this.
+//! The customer service's one crate: domain operations, PostgreSQL access, auth, events and
+//! the HTTP routers. Every function binary is a thin `main` over this.
 
+pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod config;
@@ -13,6 +14,8 @@ pub mod http;
 pub mod loyalty;
 pub mod migrations;
 pub mod money;
+pub mod paging;
+pub mod patch;
 pub mod search;
 pub mod segments;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::app::App;
 use shared::db::Db;
 
 #[derive(Deserialize)]
@@ -15,13 +16,13 @@ struct Trigger {
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = shared::config::DatabaseConfig::load().await?;
-    let db = Db::open(&config).await?;
+    let app = App::new(Db::open(&config).await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let db = db.clone();
+        let app = app.clone();
         async move {
             let trigger: Trigger = serde_json::from_value(event.payload).unwrap_or(Trigger { as_of: None });
             let as_of = trigger.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            let marked = shared::credit::mark_overdue(&db, as_of).await?;
+            let marked = shared::credit::mark_overdue(&app, as_of).await?;
             lambda_runtime::tracing::info!(marked, %as_of, "usages marked overdue");
             Ok::<_, Error>(json!({ "marked": marked, "as_of": as_of }))
         }

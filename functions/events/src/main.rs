@@ -3,22 +3,21 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use shared::app::App;
+use shared::config::{DatabaseConfig, EventsConfig, InboundConfig};
 use shared::db::Db;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = shared::config::DatabaseConfig::load().await?;
+    let config = DatabaseConfig::load().await?;
     let concurrency = config.pool_size;
-    let db = Db::open(&config).await?;
-    let sources = &shared::config::InboundConfig::from_env();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let db = db.clone();
-        async move {
-            Ok::<SqsBatchResponse, Error>(
-                shared::events::inbound::handle_batch(&db, sources, event.payload, concurrency).await,
-            )
-        }
+    let app = &App::with_events(Db::open(&config).await?, &EventsConfig::from_env()).await;
+    let sources = &InboundConfig::from_env();
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(
+            shared::events::inbound::handle_batch(app, sources, event.payload, concurrency).await,
+        )
     }))
     .await
 }

@@ -185,7 +185,7 @@ async fn seed_demo(database_url: &str) -> anyhow::Result<()> {
     use shared::customers::model::CreateCustomerRequest;
     use shared::error::ApiError;
 
-    let db = shared::db::Db::connect(database_url, 1)?;
+    let app = shared::app::App::new(shared::db::Db::connect(database_url, 1)?);
     let caller = shared::auth::Caller::service(DEMO_ORGANIZATION, "devctl");
     let people = serde_json::json!([
         {"first_name": "José", "last_name": "Pérez", "email": "jose.perez@example.com",
@@ -203,11 +203,11 @@ async fn seed_demo(database_url: &str) -> anyhow::Result<()> {
     for (person, customer_id) in people.into_iter().zip(DEMO_CUSTOMERS) {
         let mut new = person.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         new.customer_id = customer_id;
-        if shared::customers::get(&db, &caller, customer_id).await.is_ok() {
+        if shared::customers::get(&app, &caller, customer_id).await.is_ok() {
             present += 1;
             continue;
         }
-        match shared::customers::create(&db, &caller, new).await {
+        match shared::customers::create(&app, &caller, new).await {
             Ok(_) => created += 1,
             Err(ApiError::Duplicate(field)) => {
                 println!("demo customer {customer_id}: skipped, its {field:?} belongs to another customer");

@@ -10,12 +10,12 @@ use chrono::NaiveDate;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::db::Db;
+use crate::app::{for_each_organization, App};
+use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
-use crate::events::{self, types, Envelope};
-use crate::http::{ListResponse, PageRequest};
+use crate::events::{self, types, OutboxEvent};
 use crate::money::Money;
+use crate::paging::{ListResponse, PageRequest};
 use model::{
     AccountChange, CheckResponse, CreditAccount, CreditPayment, CreditStatus, CreditUsage, Movement, MovementKind,
     NewAccount, NewPayment, UsageStatus,
@@ -61,6 +61,14 @@ impl StatusAction {
         }
     }
 
+    /// The scope the action needs: suspending is everyday work, the rest are approvals.
+    fn scope(self) -> Scope {
+        match self {
+            Self::Suspend => Scope::CreditWrite,
+            Self::Approve | Self::Reactivate | Self::Cancel => Scope::CreditApprove,
+        }
+    }
+
     fn movement(self) -> (MovementKind, &'static str) {
         match self {
             Self::Approve => (MovementKind::Approved, types::CREDIT_APPROVED),
@@ -82,8 +90,10 @@ fn account_event(account: &CreditAccount) -> serde_json::Value {
     })
 }
 
-pub async fn get_account(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<CreditAccount, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "credit.get_account", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn get_account(app: &App, caller: &Caller, customer_id: Uuid) -> Result<CreditAccount, ApiError> {
+    caller.require(Scope::CreditRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
@@ -91,31 +101,61 @@ pub async fn get_account(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<
 }
 
 /// Opens a pending account for an existing, not erased customer.
-pub async fn open(db: &Db, caller: &Caller, customer_id: Uuid, new: NewAccount) -> Result<CreditAccount, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "credit.open", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn open(app: &App, caller: &Caller, customer_id: Uuid, new: NewAccount) -> Result<CreditAccount, ApiError> {
+    caller.require(Scope::CreditWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let customer = crate::customers::store::lock(&tx, customer_id).await?;
-    if customer.erased_at.is_some() {
-        return Err(ApiError::Conflict { code: "customer_erased", detail: "The customer's personal data was erased." });
-    }
+    crate::customers::store::lock_not_erased(&tx, customer_id).await?;
     let account = store::insert_account(&tx, customer_id, new.credit_limit, new.payment_term_days).await?;
     store::record_movement(&tx, &account, MovementKind::Opened, None, &caller.subject).await?;
-    events::record(&tx, types::CREDIT_OPENED, customer_id, account_event(&account)).await?;
-    tx.commit().await?;
+    events::record_one(&tx, types::CREDIT_OPENED, customer_id, account_event(&account)).await?;
+    app.commit(tx).await?;
     Ok(account)
 }
 
-/// Approves, suspends, reactivates or cancels. Approval records the caller as `approved_by`.
+/// Approves a pending account, recording the caller as `approved_by`. With `stated_limit`, the
+/// approval holds only if that is the limit proposed, so an approver never signs a limit unseen.
+#[tracing::instrument(name = "credit.approve", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn approve(
+    app: &App,
+    caller: &Caller,
+    customer_id: Uuid,
+    stated_limit: Option<Money>,
+) -> Result<CreditAccount, ApiError> {
+    change_status_of(app, caller, customer_id, StatusAction::Approve, None, stated_limit).await
+}
+
+/// Suspends, reactivates or cancels, with the reason recorded in the movement and the event.
+#[tracing::instrument(name = "credit.change_status", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn change_status(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     action: StatusAction,
     reason: Option<&str>,
 ) -> Result<CreditAccount, ApiError> {
-    let mut conn = db.connection().await?;
+    change_status_of(app, caller, customer_id, action, reason, None).await
+}
+
+async fn change_status_of(
+    app: &App,
+    caller: &Caller,
+    customer_id: Uuid,
+    action: StatusAction,
+    reason: Option<&str>,
+    stated_limit: Option<Money>,
+) -> Result<CreditAccount, ApiError> {
+    caller.require(action.scope())?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::lock_account(&tx, customer_id).await?;
+    if stated_limit.is_some_and(|limit| limit != account.credit_limit) {
+        return Err(ApiError::Conflict {
+            code: "approval_limit_mismatch",
+            detail: "The account's limit is not the one stated for approval; read the account again.",
+        });
+    }
     let Some(status) = action.target(account.status)? else {
         return Ok(account);
     };
@@ -134,20 +174,25 @@ pub async fn change_status(
     store::record_movement(&tx, &account, kind, reason, &caller.subject).await?;
     let mut data = account_event(&account);
     data["reason"] = json!(reason);
-    events::record(&tx, event_type, customer_id, data).await?;
-    tx.commit().await?;
+    events::record_one(&tx, event_type, customer_id, data).await?;
+    app.commit(tx).await?;
     Ok(account)
 }
 
 /// Changes the limit (never below what is used) and/or the payment term of new usages.
+#[tracing::instrument(name = "credit.change_terms", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn change_terms(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     expected_version: Option<i32>,
     change: AccountChange,
 ) -> Result<CreditAccount, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CreditWrite)?;
+    if change.credit_limit.is_some() {
+        caller.require(Scope::CreditApprove)?;
+    }
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::lock_account(&tx, customer_id).await?;
     if expected_version.is_some_and(|version| version != account.version) {
@@ -173,18 +218,20 @@ pub async fn change_terms(
     let account = store::update_account(&tx, &account, update).await?;
     if limit_changed.is_some() {
         store::record_movement(&tx, &account, MovementKind::LimitChanged, None, &caller.subject).await?;
-        events::record(&tx, types::CREDIT_LIMIT_CHANGED, customer_id, account_event(&account)).await?;
+        events::record_one(&tx, types::CREDIT_LIMIT_CHANGED, customer_id, account_event(&account)).await?;
     }
     if terms_changed.is_some() {
         store::record_movement(&tx, &account, MovementKind::TermsChanged, None, &caller.subject).await?;
     }
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(account)
 }
 
 /// Whether `amount` could be used now; answers without reserving anything.
-pub async fn check(db: &Db, caller: &Caller, customer_id: Uuid, amount: Money) -> Result<CheckResponse, ApiError> {
-    let account = get_account(db, caller, customer_id).await?;
+#[tracing::instrument(name = "credit.check", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn check(app: &App, caller: &Caller, customer_id: Uuid, amount: Money) -> Result<CheckResponse, ApiError> {
+    caller.require(Scope::CreditRead)?;
+    let account = get_account(app, caller, customer_id).await?;
     Ok(CheckResponse {
         available: account.status == CreditStatus::Approved && amount <= account.credit_available,
         credit_available: account.credit_available,
@@ -193,21 +240,23 @@ pub async fn check(db: &Db, caller: &Caller, customer_id: Uuid, amount: Money) -
 }
 
 /// Charges an order to the customer's credit, at most once per order id.
+#[tracing::instrument(name = "credit.use_credit", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn use_credit(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     order_id: Uuid,
     amount: Money,
 ) -> Result<Written<CreditUsage>, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CreditWrite)?;
+    let mut conn = app.db.connection().await?;
     let data = json!({ "customer_id": customer_id, "order_id": order_id, "amount": amount });
-    let event = Envelope::new(caller.organization_id, types::CREDIT_USED, data);
+    let event = OutboxEvent::new(caller.organization_id, types::CREDIT_USED, customer_id, data)?;
     let refused = {
         let tx = conn.begin(caller.organization_id).await?;
         match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
             Ok(usage) => {
-                tx.commit().await?;
+                app.commit(tx).await?;
                 return Ok(Written::Created(usage));
             }
             Err(refused) => refused,
@@ -250,15 +299,17 @@ pub async fn use_credit(
 }
 
 /// Releases an order's usage; releasing it again is a no-op that answers the released usage.
-pub async fn release(db: &Db, caller: &Caller, customer_id: Uuid, order_id: Uuid) -> Result<CreditUsage, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "credit.release", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn release(app: &App, caller: &Caller, customer_id: Uuid, order_id: Uuid) -> Result<CreditUsage, ApiError> {
+    caller.require(Scope::CreditWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::lock_account(&tx, customer_id).await?;
     let data =
         json!({ "customer_id": customer_id, "credit_account_id": account.credit_account_id, "order_id": order_id });
-    let event = Envelope::new(caller.organization_id, types::CREDIT_RELEASED, data);
+    let event = OutboxEvent::new(caller.organization_id, types::CREDIT_RELEASED, customer_id, data)?;
     if let Some(usage) = store::release(&tx, &account, order_id, &caller.subject, &event).await? {
-        tx.commit().await?;
+        app.commit(tx).await?;
         return Ok(usage);
     }
     match store::find_usage_by_order(&tx, order_id).await? {
@@ -271,13 +322,15 @@ pub async fn release(db: &Db, caller: &Caller, customer_id: Uuid, order_id: Uuid
 }
 
 /// Records a payment at most once per `payment_id` / Idempotency-Key.
+#[tracing::instrument(name = "credit.record_payment", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn record_payment(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     payment: NewPayment,
 ) -> Result<Written<CreditPayment>, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CreditWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::lock_account(&tx, customer_id).await?;
     if let Some(earlier) = store::find_payment(&tx, payment.payment_id, payment.idempotency_key.as_deref()).await? {
@@ -305,20 +358,22 @@ pub async fn record_payment(
         "amount": payment.amount,
         "payment_method": payment.payment_method,
     });
-    let event = Envelope::new(caller.organization_id, types::CREDIT_PAYMENT_RECORDED, data);
+    let event = OutboxEvent::new(caller.organization_id, types::CREDIT_PAYMENT_RECORDED, customer_id, data)?;
     let recorded = store::record_payment(&tx, &account, &payment, payment_id, &caller.subject, &event).await?;
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(Written::Created(recorded))
 }
 
+#[tracing::instrument(name = "credit.list_usages", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn list_usages(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     status: Option<UsageStatus>,
     page: PageRequest,
 ) -> Result<ListResponse<CreditUsage>, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CreditRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let rows = store::list_usages(&tx, &account, status, page.after_seq()?, page.fetch_limit()).await?;
@@ -326,13 +381,15 @@ pub async fn list_usages(
     Ok(page.page_by_seq(rows, |usage| usage.usage_seq))
 }
 
+#[tracing::instrument(name = "credit.list_payments", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn list_payments(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     page: PageRequest,
 ) -> Result<ListResponse<CreditPayment>, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CreditRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let rows = store::list_payments(&tx, &account, page.after_seq()?, page.fetch_limit()).await?;
@@ -350,8 +407,15 @@ pub struct Statement {
     pub next_cursor: Option<String>,
 }
 
-pub async fn statement(db: &Db, caller: &Caller, customer_id: Uuid, page: PageRequest) -> Result<Statement, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "credit.statement", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn statement(
+    app: &App,
+    caller: &Caller,
+    customer_id: Uuid,
+    page: PageRequest,
+) -> Result<Statement, ApiError> {
+    caller.require(Scope::CreditRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let rows = store::statement(&tx, &account, page.after_seq()?, page.fetch_limit()).await?;
@@ -368,18 +432,22 @@ pub async fn statement(db: &Db, caller: &Caller, customer_id: Uuid, page: PageRe
 
 /// The nightly job: in every organization, pending usages due before `today` become overdue,
 /// each with a movement and a `customers.credit.overdue` event. Returns how many changed.
-pub async fn mark_overdue(db: &Db, today: NaiveDate) -> anyhow::Result<usize> {
-    let (mut marked, mut failed) = (0, 0);
-    for organization_id in db.organizations().await? {
-        match mark_overdue_in(db, organization_id, today).await {
-            Ok(count) => marked += count,
-            Err(error) => {
-                failed += 1;
-                tracing::error!(%organization_id, error = %crate::error::loggable(&error), "overdue run failed");
-            }
-        }
-    }
-    anyhow::ensure!(failed == 0, "the overdue run failed in {failed} organizations ({marked} usages marked elsewhere)");
+#[tracing::instrument(skip_all, fields(%today))]
+pub async fn mark_overdue(app: &App, today: NaiveDate) -> anyhow::Result<usize> {
+    let organizations = app.db.organizations().await?;
+    let tally = for_each_organization(
+        "overdue",
+        organizations,
+        || true,
+        |organization| mark_overdue_in(app, organization, today),
+    )
+    .await;
+    let marked: usize = tally.done.iter().sum();
+    anyhow::ensure!(
+        tally.failed == 0,
+        "the overdue run failed in {} organizations ({marked} usages marked elsewhere)",
+        tally.failed
+    );
     Ok(marked)
 }
 
@@ -387,12 +455,12 @@ pub async fn mark_overdue(db: &Db, today: NaiveDate) -> anyhow::Result<usize> {
 const OVERDUE_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// One organization's overdue run, in one transaction.
-async fn mark_overdue_in(db: &Db, organization_id: Uuid, today: NaiveDate) -> anyhow::Result<usize> {
-    let mut conn = db.connection().await?;
+async fn mark_overdue_in(app: &App, organization_id: Uuid, today: NaiveDate) -> anyhow::Result<usize> {
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(organization_id).await?;
     tx.allow_statements_for(OVERDUE_STATEMENT_TIMEOUT).await?;
     let overdue = store::mark_overdue(&tx, today, "overdue-job").await.map_err(anyhow::Error::from)?;
-    let events: Vec<(Uuid, Envelope)> = overdue
+    let events = overdue
         .iter()
         .map(|row| {
             let data = json!({
@@ -403,10 +471,10 @@ async fn mark_overdue_in(db: &Db, organization_id: Uuid, today: NaiveDate) -> an
                 "amount_owed": Money::from_decimal(row.usage.amount.amount() - row.usage.amount_paid.amount()),
                 "due_date": row.usage.due_date,
             });
-            (row.customer_id, Envelope::new(organization_id, types::CREDIT_OVERDUE, data))
+            OutboxEvent::new(organization_id, types::CREDIT_OVERDUE, row.customer_id, data)
         })
-        .collect();
-    events::record_many(&tx, &events).await?;
-    tx.commit().await?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    events::record(&tx, &events).await?;
+    app.commit(tx).await?;
     Ok(overdue.len())
 }

@@ -171,6 +171,15 @@ impl ChangeAccountRequest {
     }
 }
 
+/// Optional body of `POST /customers/{id}/credit/approve`: the limit the approver approves.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// Must equal the account's proposed `credit_limit`, or nothing is approved (409).
+    #[serde(deserialize_with = "crate::money::non_negative")]
+    pub credit_limit: Money,
+}
+
 /// Body of suspend, reactivate and cancel.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! HTTP routes of the `credit` function: parse, check the scope, call one operation, map.
+//! HTTP routes of the `credit` function: parse, call one operation, map.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -11,14 +11,15 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::model::{
-    ChangeAccountRequest, CheckRequest, CheckResponse, CreditAccount, CreditPayment, CreditUsage, OpenAccountRequest,
-    PaymentRequest, StatusChangeRequest, UsageStatus, UseCreditRequest,
+    ApproveRequest, ChangeAccountRequest, CheckRequest, CheckResponse, CreditAccount, CreditPayment, CreditUsage,
+    OpenAccountRequest, PaymentRequest, StatusChangeRequest, UsageStatus, UseCreditRequest,
 };
 use super::{Statement, StatusAction, Written};
-use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Problem};
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, function_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
+use crate::http::{etag, function_router, if_match, AppState, JsonBody, OptionalJsonBody, Path, Problem, Query};
+use crate::paging::{ListResponse, PageRequest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,14 +61,12 @@ fn written<T: serde::Serialize>(result: Written<T>) -> Response {
 #[utoipa::path(get, path = "/customers/{id}/credit", tag = "credit", params(("id" = Uuid, Path)),
     responses((status = 200, body = CreditAccount), (status = 404, body = Problem)),
     security(("bearer" = ["credit:read"])))]
-#[tracing::instrument(name = "get_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn get_account(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CreditRead)?;
-    let account = super::get_account(&state.db, &caller, id).await?;
+    let account = super::get_account(&state.app, &caller, id).await?;
     Ok(account_response(StatusCode::OK, account))
 }
 
@@ -77,16 +76,14 @@ async fn get_account(
     responses((status = 201, body = CreditAccount), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "credit_account_exists"), (status = 422, body = Problem)),
     security(("bearer" = ["credit:write"])))]
-#[tracing::instrument(name = "open_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn open_account(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CreditWrite)?;
     let new = body.parse::<OpenAccountRequest>()?.validate()?;
-    let account = super::open(&state.db, &caller, id, new).await?;
+    let account = super::open(&state.app, &caller, id, new).await?;
     Ok(account_response(StatusCode::CREATED, account))
 }
 
@@ -97,7 +94,6 @@ async fn open_account(
     responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem, description = "limit_below_used or validation_failed")),
     security(("bearer" = ["credit:write", "credit:approve"])))]
-#[tracing::instrument(name = "change_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn change_account(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,24 +101,27 @@ async fn change_account(
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CreditWrite)?;
     let expected_version = if_match(&headers)?;
     let change = body.parse::<ChangeAccountRequest>()?.validate()?;
-    if change.credit_limit.is_some() {
-        caller.require(Scope::CreditApprove)?;
-    }
-    let account = super::change_terms(&state.db, &caller, id, expected_version, change).await?;
+    let account = super::change_terms(&state.app, &caller, id, expected_version, change).await?;
     Ok(account_response(StatusCode::OK, account))
 }
 
-/// Approve a pending account; records the caller as `approved_by`.
+/// Approve a pending account; records the caller as `approved_by`. State the limit you approve
+/// (`{"credit_limit": "5000.00"}`): if the proposal is another limit, nothing is approved.
 #[utoipa::path(post, path = "/customers/{id}/credit/approve", tag = "credit", params(("id" = Uuid, Path)),
-    responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 409, body = Problem)),
+    request_body(content = Option<ApproveRequest>, description = "Optional; without it the proposed limit is approved."),
+    responses((status = 200, body = CreditAccount), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "approval_limit_mismatch or invalid_status_transition")),
     security(("bearer" = ["credit:approve"])))]
-#[tracing::instrument(name = "approve_credit", skip_all, fields(organization_id = %caller.organization_id))]
-async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
-    caller.require(Scope::CreditApprove)?;
-    let account = super::change_status(&state.db, &caller, id, StatusAction::Approve, None).await?;
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: OptionalJsonBody,
+) -> Result<Response, ApiError> {
+    let stated_limit = body.parse::<ApproveRequest>()?.map(|request| request.credit_limit);
+    let account = super::approve(&state.app, &caller, id, stated_limit).await?;
     Ok(account_response(StatusCode::OK, account))
 }
 
@@ -132,11 +131,9 @@ async fn status_change(
     id: Uuid,
     body: JsonBody,
     action: StatusAction,
-    scope: Scope,
 ) -> Result<Response, ApiError> {
-    caller.require(scope)?;
     let reason = body.parse::<StatusChangeRequest>()?.validate()?;
-    let account = super::change_status(&state.db, &caller, id, action, Some(&reason)).await?;
+    let account = super::change_status(&state.app, &caller, id, action, Some(&reason)).await?;
     Ok(account_response(StatusCode::OK, account))
 }
 
@@ -145,14 +142,13 @@ async fn status_change(
     request_body = StatusChangeRequest,
     responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["credit:write"])))]
-#[tracing::instrument(name = "suspend_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn suspend(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    status_change(state, caller, id, body, StatusAction::Suspend, Scope::CreditWrite).await
+    status_change(state, caller, id, body, StatusAction::Suspend).await
 }
 
 /// Reactivate a suspended account.
@@ -160,14 +156,13 @@ async fn suspend(
     request_body = StatusChangeRequest,
     responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["credit:approve"])))]
-#[tracing::instrument(name = "reactivate_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn reactivate(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    status_change(state, caller, id, body, StatusAction::Reactivate, Scope::CreditApprove).await
+    status_change(state, caller, id, body, StatusAction::Reactivate).await
 }
 
 /// Cancel an account for good; what is owed can still be paid.
@@ -175,14 +170,13 @@ async fn reactivate(
     request_body = StatusChangeRequest,
     responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["credit:approve"])))]
-#[tracing::instrument(name = "cancel_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    status_change(state, caller, id, body, StatusAction::Cancel, Scope::CreditApprove).await
+    status_change(state, caller, id, body, StatusAction::Cancel).await
 }
 
 /// Whether an amount could be used now (reserves nothing).
@@ -190,16 +184,14 @@ async fn cancel(
     request_body = CheckRequest,
     responses((status = 200, body = CheckResponse), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["credit:read"])))]
-#[tracing::instrument(name = "check_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn check(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    caller.require(Scope::CreditRead)?;
     let amount = body.parse::<CheckRequest>()?.amount;
-    Ok(Json(super::check(&state.db, &caller, id, amount).await?))
+    Ok(Json(super::check(&state.app, &caller, id, amount).await?))
 }
 
 /// Charge an order to the customer's credit. The same order and amount again answers the
@@ -210,16 +202,14 @@ async fn check(
         (status = 404, body = Problem), (status = 409, body = Problem, description = "order_amount_mismatch"),
         (status = 422, body = Problem, description = "insufficient_credit (with credit_available), credit_not_approved")),
     security(("bearer" = ["credit:write"])))]
-#[tracing::instrument(name = "use_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn use_credit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CreditWrite)?;
     let request = body.parse::<UseCreditRequest>()?;
-    let result = super::use_credit(&state.db, &caller, id, request.order_id, request.amount).await?;
+    let result = super::use_credit(&state.app, &caller, id, request.order_id, request.amount).await?;
     Ok(written(result))
 }
 
@@ -236,16 +226,14 @@ struct UsagesQuery {
 #[utoipa::path(get, path = "/customers/{id}/credit/usages", tag = "credit", params(("id" = Uuid, Path), UsagesQuery),
     responses((status = 200, body = ListResponse<CreditUsage>), (status = 404, body = Problem)),
     security(("bearer" = ["credit:read"])))]
-#[tracing::instrument(name = "list_usages", skip_all, fields(organization_id = %caller.organization_id))]
 async fn list_usages(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Query(query): Query<UsagesQuery>,
 ) -> Result<Json<ListResponse<CreditUsage>>, ApiError> {
-    caller.require(Scope::CreditRead)?;
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-    Ok(Json(super::list_usages(&state.db, &caller, id, query.status, page).await?))
+    Ok(Json(super::list_usages(&state.app, &caller, id, query.status, page).await?))
 }
 
 /// Release an order's usage; releasing again is a no-op answering the released usage.
@@ -254,14 +242,12 @@ async fn list_usages(
     responses((status = 200, body = CreditUsage), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "usage_already_paid")),
     security(("bearer" = ["credit:write"])))]
-#[tracing::instrument(name = "release_credit", skip_all, fields(organization_id = %caller.organization_id))]
 async fn release(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, order_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<CreditUsage>, ApiError> {
-    caller.require(Scope::CreditWrite)?;
-    Ok(Json(super::release(&state.db, &caller, id, order_id).await?))
+    Ok(Json(super::release(&state.app, &caller, id, order_id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -281,7 +267,6 @@ struct PageQuery {
         (status = 404, body = Problem), (status = 409, body = Problem, description = "idempotency_conflict"),
         (status = 422, body = Problem, description = "payment_exceeds_balance or validation_failed")),
     security(("bearer" = ["credit:write"])))]
-#[tracing::instrument(name = "record_payment", skip_all, fields(organization_id = %caller.organization_id))]
 async fn record_payment(
     State(state): State<AppState>,
     caller: Caller,
@@ -289,44 +274,39 @@ async fn record_payment(
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CreditWrite)?;
     let key = headers
         .get("idempotency-key")
         .map(|value| value.to_str().map(str::to_owned))
         .transpose()
         .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?;
     let payment = body.parse::<PaymentRequest>()?.validate(key)?;
-    Ok(written(super::record_payment(&state.db, &caller, id, payment).await?))
+    Ok(written(super::record_payment(&state.app, &caller, id, payment).await?))
 }
 
 /// The account's payments, oldest first.
 #[utoipa::path(get, path = "/customers/{id}/credit/payments", tag = "credit", params(("id" = Uuid, Path), PageQuery),
     responses((status = 200, body = ListResponse<CreditPayment>), (status = 404, body = Problem)),
     security(("bearer" = ["credit:read"])))]
-#[tracing::instrument(name = "list_payments", skip_all, fields(organization_id = %caller.organization_id))]
 async fn list_payments(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<ListResponse<CreditPayment>>, ApiError> {
-    caller.require(Scope::CreditRead)?;
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-    Ok(Json(super::list_payments(&state.db, &caller, id, page).await?))
+    Ok(Json(super::list_payments(&state.app, &caller, id, page).await?))
 }
 
 /// Every movement of the account in order, with `credit_used` replayed.
 #[utoipa::path(get, path = "/customers/{id}/credit/statement", tag = "credit", params(("id" = Uuid, Path), PageQuery),
     responses((status = 200, body = Statement), (status = 404, body = Problem)),
     security(("bearer" = ["credit:read"])))]
-#[tracing::instrument(name = "credit_statement", skip_all, fields(organization_id = %caller.organization_id))]
 async fn statement(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Statement>, ApiError> {
-    caller.require(Scope::CreditRead)?;
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-    Ok(Json(super::statement(&state.db, &caller, id, page).await?))
+    Ok(Json(super::statement(&state.app, &caller, id, page).await?))
 }

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ use super::model::{
 };
 use crate::db::{unique_violation, TenantTx};
 use crate::error::ApiError;
-use crate::events::Envelope;
+use crate::events::OutboxEvent;
 use crate::money::Money;
 
 const ACCOUNT_SELECT: &str = "\
@@ -203,11 +204,13 @@ pub enum UseRefused {
 }
 
 /// The reservation statement of `use_credit`. Parameters: organization, customer, amount,
-/// usage id, order, actor, movement id, event id, event type, event envelope, event time,
-/// message group.
+/// usage id, order, actor, movement id, then the event's (see `OutboxEvent::params`).
 /// Public so the benchmark can run the same SQL directly as its floor.
 pub fn use_credit_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
+        const EVENT_DATA: &str = "jsonb_build_object('credit_account_id', a.credit_account_id, 'usage_id', u.usage_id, \
+            'due_date', u.due_date, 'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)";
+        let event = crate::events::insert_one_sql(8, EVENT_DATA, "FROM account a, usage u");
         format!(
         "WITH account AS (
             UPDATE credit_accounts
@@ -224,15 +227,7 @@ pub fn use_credit_sql() -> &'static str {
             INSERT INTO credit_movements (movement_id, organization_id, credit_account_id, kind, amount,
                                           credit_used_after, credit_limit_after, order_id, actor)
             SELECT $7, $1, credit_account_id, 'used', $3, credit_used, credit_limit, $5, $6 FROM account
-         ), event AS (
-            INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at)
-            SELECT $8, $1, $9, $12,
-                   jsonb_set($10::jsonb, '{{data}}', ($10::jsonb -> 'data') || jsonb_build_object(
-                       'credit_account_id', a.credit_account_id, 'usage_id', u.usage_id, 'due_date', u.due_date,
-                       'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)),
-                   $11
-            FROM account a, usage u
-         )
+         ), event AS ({event})
          SELECT {USAGE_COLUMNS} FROM usage"
         )
     });
@@ -248,28 +243,12 @@ pub async fn use_credit(
     order_id: Uuid,
     amount: Money,
     actor: &str,
-    event: &Envelope,
+    event: &OutboxEvent,
 ) -> Result<Result<CreditUsage, UseRefused>, ApiError> {
-    let payload = serde_json::to_value(event).context("serializing an event")?;
-    let result = tx
-        .query_opt(
-            use_credit_sql(),
-            &[
-                &tx.organization_id(),
-                &customer_id,
-                &amount,
-                &Uuid::now_v7(),
-                &order_id,
-                &actor,
-                &Uuid::now_v7(),
-                &event.id,
-                &event.event_type,
-                &payload,
-                &event.time,
-                &crate::events::message_group(&event.event_type, customer_id),
-            ],
-        )
-        .await;
+    let (organization_id, usage_id, movement_id) = (tx.organization_id(), Uuid::now_v7(), Uuid::now_v7());
+    let params: [&(dyn ToSql + Sync); 7] =
+        [&organization_id, &customer_id, &amount, &usage_id, &order_id, &actor, &movement_id];
+    let result = tx.query_opt(use_credit_sql(), &[&params[..], &event.params_in(tx)].concat()).await;
     match result {
         Ok(Some(row)) => Ok(Ok(usage_from_row(&row))),
         Ok(None) => Ok(Err(UseRefused::NotCharged)),
@@ -293,8 +272,11 @@ pub async fn release(
     account: &CreditAccount,
     order_id: Uuid,
     actor: &str,
-    event: &Envelope,
+    event: &OutboxEvent,
 ) -> Result<Option<CreditUsage>, ApiError> {
+    let event_data = "jsonb_build_object('usage_id', u.usage_id, 'released_amount', a.owed::text, \
+        'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)";
+    let event_sql = crate::events::insert_one_sql(6, event_data, "FROM account a, usage u");
     let sql = format!(
         "WITH usage AS (
             UPDATE credit_usages SET status = 'cancelled', released_at = now()
@@ -308,36 +290,13 @@ pub async fn release(
             INSERT INTO credit_movements (movement_id, organization_id, credit_account_id, kind, amount,
                                           credit_used_after, credit_limit_after, order_id, actor)
             SELECT $4, $1, credit_account_id, 'released', -owed, credit_used, credit_limit, $3, $5 FROM account
-         ), event AS (
-            INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at)
-            SELECT $6, $1, $7, $8::text,
-                   jsonb_set($9::jsonb, '{{data}}', ($9::jsonb -> 'data') || jsonb_build_object(
-                       'usage_id', u.usage_id, 'released_amount', a.owed::text,
-                       'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)),
-                   $10
-            FROM account a, usage u
-         )
+         ), event AS ({event_sql})
          SELECT {USAGE_COLUMNS} FROM usage"
     );
-    let payload = serde_json::to_value(event).context("serializing an event")?;
-    let row = tx
-        .query_opt(
-            &sql,
-            &[
-                &tx.organization_id(),
-                &account.credit_account_id,
-                &order_id,
-                &Uuid::now_v7(),
-                &actor,
-                &event.id,
-                &event.event_type,
-                &crate::events::message_group(&event.event_type, account.customer_id),
-                &payload,
-                &event.time,
-            ],
-        )
-        .await
-        .context("releasing credit")?;
+    let (organization_id, movement_id) = (tx.organization_id(), Uuid::now_v7());
+    let params: [&(dyn ToSql + Sync); 5] =
+        [&organization_id, &account.credit_account_id, &order_id, &movement_id, &actor];
+    let row = tx.query_opt(&sql, &[&params[..], &event.params_in(tx)].concat()).await.context("releasing credit")?;
     Ok(row.as_ref().map(usage_from_row))
 }
 
@@ -369,8 +328,11 @@ pub async fn record_payment(
     payment: &NewPayment,
     payment_id: Uuid,
     actor: &str,
-    event: &Envelope,
+    event: &OutboxEvent,
 ) -> Result<CreditPayment, ApiError> {
+    let event_data = "jsonb_build_object('settled_usages', (SELECT count(*) FROM settled), \
+        'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)";
+    let event_sql = crate::events::insert_one_sql(11, event_data, "FROM account a");
     let sql = format!(
         "WITH open AS (
             SELECT usage_id, amount - amount_paid AS owed,
@@ -398,49 +360,34 @@ pub async fn record_payment(
             INSERT INTO credit_movements (movement_id, organization_id, credit_account_id, kind, amount,
                                           credit_used_after, credit_limit_after, payment_id, actor)
             SELECT $10, $1, credit_account_id, 'payment', -$3, credit_used, credit_limit, $4, $9 FROM account
-         ), event AS (
-            INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at)
-            SELECT $11, $1, $12, $13::text,
-                   jsonb_set($14::jsonb, '{{data}}', ($14::jsonb -> 'data') || jsonb_build_object(
-                       'settled_usages', (SELECT count(*) FROM settled),
-                       'credit_used', a.credit_used::text, 'credit_available', (a.credit_limit - a.credit_used)::text)),
-                   $15
-            FROM account a
-         )
+         ), event AS ({event_sql})
          SELECT {PAYMENT_COLUMNS} FROM payment"
     );
-    let payload = serde_json::to_value(event).context("serializing an event")?;
-    let row = tx
-        .query_one(
-            &sql,
-            &[
-                &tx.organization_id(),
-                &account.credit_account_id,
-                &payment.amount,
-                &payment_id,
-                &payment.payment_method,
-                &payment.payment_reference,
-                &payment.payment_date,
-                &payment.idempotency_key,
-                &actor,
-                &Uuid::now_v7(),
-                &event.id,
-                &event.event_type,
-                &crate::events::message_group(&event.event_type, account.customer_id),
-                &payload,
-                &event.time,
-            ],
-        )
-        .await
-        .map_err(|error| match unique_violation(&error) {
-            // A concurrent payment with this id or key committed before our lock was granted
-            // to it; the caller retries and finds it.
-            Some("credit_payments_pkey" | "credit_payments_idempotency_key") => ApiError::Conflict {
-                code: "payment_in_progress",
-                detail: "A payment with this id or Idempotency-Key was recorded meanwhile; retry to read it.",
+    let (organization_id, movement_id) = (tx.organization_id(), Uuid::now_v7());
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &organization_id,
+        &account.credit_account_id,
+        &payment.amount,
+        &payment_id,
+        &payment.payment_method,
+        &payment.payment_reference,
+        &payment.payment_date,
+        &payment.idempotency_key,
+        &actor,
+        &movement_id,
+    ];
+    let row =
+        tx.query_one(&sql, &[&params[..], &event.params_in(tx)].concat()).await.map_err(
+            |error| match unique_violation(&error) {
+                // A concurrent payment with this id or key committed before our lock was granted
+                // to it; the caller retries and finds it.
+                Some("credit_payments_pkey" | "credit_payments_idempotency_key") => ApiError::Conflict {
+                    code: "payment_in_progress",
+                    detail: "A payment with this id or Idempotency-Key was recorded meanwhile; retry to read it.",
+                },
+                _ => ApiError::from(anyhow::Error::new(error).context("recording a payment")),
             },
-            _ => ApiError::from(anyhow::Error::new(error).context("recording a payment")),
-        })?;
+        )?;
     Ok(payment_from_row(&row))
 }
 

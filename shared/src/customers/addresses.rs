@@ -67,25 +67,25 @@ pub struct CreateAddressRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchAddressRequest {
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub address_type: Option<Option<AddressType>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub recipient_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub address_line1: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub address_line2: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub city: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub state: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub postal_code: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub country: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub phone: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::http::nullable")]
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
     pub is_default: Option<Option<bool>>,
 }
 
@@ -148,74 +148,75 @@ impl CreateAddressRequest {
     }
 }
 
-/// A patched text field that cannot be cleared.
-fn patched_required(
-    v: &mut Validator,
-    field: &str,
-    value: Option<Option<String>>,
-    max: usize,
-    current: &str,
-) -> Option<String> {
+/// A validated address patch: `None` keeps a field, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct AddressPatch {
+    pub address_type: Option<AddressType>,
+    pub recipient_name: Option<Option<String>>,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<Option<String>>,
+    pub city: Option<String>,
+    pub state: Option<Option<String>>,
+    pub postal_code: Option<Option<String>>,
+    pub country: Option<String>,
+    pub phone: Option<Option<String>>,
+    pub is_default: Option<bool>,
+}
+
+/// A patched field that cannot be cleared: absent keeps it, `null` is an error.
+fn not_null<T>(v: &mut Validator, field: &str, value: Option<Option<T>>) -> Option<Option<T>> {
     match value {
-        None => Some(current.to_string()),
         Some(None) => {
             v.reject(field, "cannot be null");
             None
         }
-        Some(Some(text)) => v.check(field, fields::bounded_text(&text, max)),
+        other => Some(other.flatten()),
+    }
+}
+
+/// A patched text field that cannot be cleared.
+fn patched_text(v: &mut Validator, field: &str, value: Option<Option<String>>, max: usize) -> Option<Option<String>> {
+    match not_null(v, field, value)? {
+        None => Some(None),
+        Some(text) => v.check(field, fields::bounded_text(&text, max)).map(Some),
     }
 }
 
 /// A patched text field that `null` clears.
-fn patched_optional(
+fn clearable_text(
     v: &mut Validator,
     field: &str,
     value: Option<Option<String>>,
     max: usize,
-    current: &Option<String>,
-) -> Option<Option<String>> {
+) -> Option<Option<Option<String>>> {
     match value {
-        None => Some(current.clone()),
-        Some(None) => Some(None),
-        Some(Some(text)) => v.check(field, fields::bounded_text(&text, max)).map(Some),
+        None => Some(None),
+        Some(None) => Some(Some(None)),
+        Some(Some(text)) => v.check(field, fields::bounded_text(&text, max)).map(|text| Some(Some(text))),
     }
 }
 
 impl PatchAddressRequest {
-    /// The address as it will be after this patch.
-    pub fn apply_to(self, current: &Address) -> Result<AddressFields, ApiError> {
+    pub fn validate(self) -> Result<AddressPatch, ApiError> {
         let mut v = Validator::default();
-        let address_line1 = patched_required(&mut v, "address_line1", self.address_line1, 255, &current.address_line1);
-        let city = patched_required(&mut v, "city", self.city, 100, &current.city);
+        let address_line1 = patched_text(&mut v, "address_line1", self.address_line1, 255);
+        let city = patched_text(&mut v, "city", self.city, 100);
         let country = match self.country {
-            None => Some(current.country.clone()),
-            Some(None) => Some("PA".to_string()),
-            Some(Some(code)) => v.check("country", fields::country(&code)),
+            None => Some(None),
+            Some(None) => Some(Some("PA".to_string())),
+            Some(Some(code)) => v.check("country", fields::country(&code)).map(Some),
         };
-        let recipient_name =
-            patched_optional(&mut v, "recipient_name", self.recipient_name, 255, &current.recipient_name);
-        let address_line2 = patched_optional(&mut v, "address_line2", self.address_line2, 255, &current.address_line2);
-        let state = patched_optional(&mut v, "state", self.state, 100, &current.state);
-        let postal_code = patched_optional(&mut v, "postal_code", self.postal_code, 20, &current.postal_code);
+        let recipient_name = clearable_text(&mut v, "recipient_name", self.recipient_name, 255);
+        let address_line2 = clearable_text(&mut v, "address_line2", self.address_line2, 255);
+        let state = clearable_text(&mut v, "state", self.state, 100);
+        let postal_code = clearable_text(&mut v, "postal_code", self.postal_code, 20);
         let phone = match self.phone {
-            None => Some(current.phone.clone()),
-            Some(None) => Some(None),
-            Some(Some(phone)) => v.check("phone", Phone::parse(&phone).map(Phone::into_inner)).map(Some),
+            None => Some(None),
+            Some(None) => Some(Some(None)),
+            Some(Some(phone)) => v.check("phone", Phone::parse(&phone).map(Phone::into_inner)).map(|p| Some(Some(p))),
         };
-        let address_type = match self.address_type {
-            Some(None) => {
-                v.reject("address_type", "cannot be null");
-                None
-            }
-            other => Some(other.flatten().unwrap_or(current.address_type)),
-        };
-        let is_default = match self.is_default {
-            Some(None) => {
-                v.reject("is_default", "cannot be null");
-                None
-            }
-            other => Some(other.flatten().unwrap_or(current.is_default)),
-        };
+        let address_type = not_null(&mut v, "address_type", self.address_type);
+        let is_default = not_null(&mut v, "is_default", self.is_default);
         let (
             Some(address_type),
             Some(recipient_name),
@@ -243,7 +244,7 @@ impl PatchAddressRequest {
             return Err(v.into_error());
         };
         v.finish()?;
-        Ok(AddressFields {
+        Ok(AddressPatch {
             address_type,
             recipient_name,
             address_line1,
@@ -253,8 +254,26 @@ impl PatchAddressRequest {
             postal_code,
             country,
             phone,
-            is_default: Some(is_default),
+            is_default,
         })
+    }
+}
+
+impl AddressPatch {
+    /// The address as it will be after this patch.
+    pub fn apply_to(self, current: &Address) -> AddressFields {
+        AddressFields {
+            address_type: self.address_type.unwrap_or(current.address_type),
+            recipient_name: self.recipient_name.unwrap_or_else(|| current.recipient_name.clone()),
+            address_line1: self.address_line1.unwrap_or_else(|| current.address_line1.clone()),
+            address_line2: self.address_line2.unwrap_or_else(|| current.address_line2.clone()),
+            city: self.city.unwrap_or_else(|| current.city.clone()),
+            state: self.state.unwrap_or_else(|| current.state.clone()),
+            postal_code: self.postal_code.unwrap_or_else(|| current.postal_code.clone()),
+            country: self.country.unwrap_or_else(|| current.country.clone()),
+            phone: self.phone.unwrap_or_else(|| current.phone.clone()),
+            is_default: Some(self.is_default.unwrap_or(current.is_default)),
+        }
     }
 }
 

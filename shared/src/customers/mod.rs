@@ -1,5 +1,5 @@
-//! Customers: the operations every transport calls. Each runs in one tenant transaction and
-//! writes its event to the outbox in that same transaction.
+//! Customers: the operations every transport calls. Each checks the caller's scope, runs in
+//! one tenant transaction and writes its event to the outbox in that same transaction.
 
 pub mod addresses;
 pub mod fields;
@@ -11,23 +11,26 @@ pub mod views;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::db::Db;
+use crate::app::App;
+use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::events::{self, types};
-use crate::http::{ListResponse, PageRequest};
 use crate::money::Money;
-use addresses::{Address, AddressFields, PatchAddressRequest};
+use crate::paging::{ListResponse, PageRequest};
+use crate::search;
+use addresses::{Address, AddressFields, AddressPatch};
 use model::{Customer, CustomerPatch, NewCustomer};
 use store::ListFilter;
 use views::{Customer360, CustomerExport, LoyaltyCard};
 
-pub async fn create(db: &Db, caller: &Caller, new: NewCustomer) -> Result<Customer, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.create", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn create(app: &App, caller: &Caller, new: NewCustomer) -> Result<Customer, ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let customer = store::insert(&tx, new).await?;
     store::record_status_change(&tx, customer.customer_id, None, customer.status, None, &caller.subject).await?;
-    events::record(
+    events::record_one(
         &tx,
         types::CUSTOMER_CREATED,
         customer.customer_id,
@@ -39,50 +42,50 @@ pub async fn create(db: &Db, caller: &Caller, new: NewCustomer) -> Result<Custom
         }),
     )
     .await?;
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(customer)
 }
 
-pub async fn get(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Customer, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.get", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn get(app: &App, caller: &Caller, customer_id: Uuid) -> Result<Customer, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let customer = store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(customer)
 }
 
+#[tracing::instrument(name = "customers.list", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn list(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     filter: ListFilter,
     page: PageRequest,
 ) -> Result<ListResponse<Customer>, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CustomersRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let rows = store::list(&tx, &filter, page.after_id()?, page.fetch_limit()).await?;
     tx.commit().await?;
     Ok(page.page(rows, |customer| customer.customer_id))
 }
 
-const ERASED: ApiError =
-    ApiError::Conflict { code: "customer_erased", detail: "The customer's personal data was erased." };
-
 /// Applies a partial update; `expected_version` (from `If-Match`) must be current.
+#[tracing::instrument(name = "customers.update", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn update(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     expected_version: Option<i32>,
     patch: CustomerPatch,
 ) -> Result<Customer, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CustomersWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let mut customer = store::lock(&tx, customer_id).await?;
+    let mut customer = store::lock_not_erased(&tx, customer_id).await?;
     if expected_version.is_some_and(|version| version != customer.version) {
         return Err(ApiError::VersionMismatch);
-    }
-    if customer.erased_at.is_some() {
-        return Err(ERASED);
     }
     let reason = patch.status_reason.clone();
     let changes = customer.apply(patch);
@@ -92,8 +95,8 @@ pub async fn update(
     let renamed = changes.fields.iter().any(|field| matches!(*field, "first_name" | "last_name"));
     let former_words = if renamed { store::name_words(&tx, customer_id).await? } else { Vec::new() };
     let customer = store::update(&tx, &customer).await?;
-    store::forget_unused_name_words(&tx, &former_words).await?;
-    events::record(
+    search::store::forget_unused_name_words(&tx, &former_words).await?;
+    events::record_one(
         &tx,
         types::CUSTOMER_UPDATED,
         customer_id,
@@ -102,7 +105,7 @@ pub async fn update(
     .await?;
     if let Some((from, to)) = changes.status {
         store::record_status_change(&tx, customer_id, Some(from), to, reason.as_deref(), &caller.subject).await?;
-        events::record(
+        events::record_one(
             &tx,
             types::CUSTOMER_STATUS_CHANGED,
             customer_id,
@@ -110,13 +113,15 @@ pub async fn update(
         )
         .await?;
     }
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(customer)
 }
 
 /// Erases personal data; erasing an erased customer again changes nothing.
-pub async fn erase(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<(), ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.erase", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn erase(app: &App, caller: &Caller, customer_id: Uuid) -> Result<(), ApiError> {
+    caller.require(Scope::CustomersAdmin)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let customer = store::lock(&tx, customer_id).await?;
     if customer.erased_at.is_some() {
@@ -124,7 +129,7 @@ pub async fn erase(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<(), Ap
     }
     let former_words = store::name_words(&tx, customer_id).await?;
     let erased = store::erase(&tx, customer_id).await?;
-    store::forget_unused_name_words(&tx, &former_words).await?;
+    search::store::forget_unused_name_words(&tx, &former_words).await?;
     store::record_status_change(
         &tx,
         customer_id,
@@ -134,21 +139,25 @@ pub async fn erase(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<(), Ap
         &caller.subject,
     )
     .await?;
-    events::record(&tx, types::CUSTOMER_ERASED, customer_id, json!({ "customer_id": customer_id })).await?;
-    tx.commit().await?;
+    events::record_one(&tx, types::CUSTOMER_ERASED, customer_id, json!({ "customer_id": customer_id })).await?;
+    app.commit(tx).await?;
     Ok(())
 }
 
-pub async fn customer_360(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Customer360, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.customer_360", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn customer_360(app: &App, caller: &Caller, customer_id: Uuid) -> Result<Customer360, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let view = views::customer_360(&tx, customer_id).await?;
     tx.commit().await?;
     Ok(view)
 }
 
-pub async fn export(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<CustomerExport, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.export", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn export(app: &App, caller: &Caller, customer_id: Uuid) -> Result<CustomerExport, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let customer = store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let export = views::export(&tx, customer).await?;
@@ -156,18 +165,21 @@ pub async fn export(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Custo
     Ok(export)
 }
 
+#[tracing::instrument(name = "customers.loyalty", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn loyalty(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     amount: Option<Money>,
 ) -> Result<LoyaltyCard, ApiError> {
-    let customer = get(db, caller, customer_id).await?;
+    let customer = get(app, caller, customer_id).await?;
     Ok(LoyaltyCard::of(&customer, amount))
 }
 
-pub async fn list_addresses(db: &Db, caller: &Caller, customer_id: Uuid) -> Result<Vec<Address>, ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.list_addresses", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn list_addresses(app: &App, caller: &Caller, customer_id: Uuid) -> Result<Vec<Address>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
     let addresses = addresses::list(&tx, customer_id).await?;
@@ -175,50 +187,53 @@ pub async fn list_addresses(db: &Db, caller: &Caller, customer_id: Uuid) -> Resu
     Ok(addresses)
 }
 
+#[tracing::instrument(name = "customers.add_address", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn add_address(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     fields: AddressFields,
 ) -> Result<Address, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CustomersWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let customer = store::lock(&tx, customer_id).await?;
-    if customer.erased_at.is_some() {
-        return Err(ERASED);
-    }
+    store::lock_not_erased(&tx, customer_id).await?;
     let address = addresses::insert(&tx, customer_id, fields).await?;
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(address)
 }
 
+#[tracing::instrument(name = "customers.update_address", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn update_address(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     customer_id: Uuid,
     address_id: Uuid,
     expected_version: Option<i32>,
-    patch: PatchAddressRequest,
+    patch: AddressPatch,
 ) -> Result<Address, ApiError> {
-    let mut conn = db.connection().await?;
+    caller.require(Scope::CustomersWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     store::lock(&tx, customer_id).await?;
     let address = addresses::lock(&tx, customer_id, address_id).await?;
     if expected_version.is_some_and(|version| version != address.version) {
         return Err(ApiError::VersionMismatch);
     }
-    let fields = patch.apply_to(&address)?;
+    let fields = patch.apply_to(&address);
     let address = addresses::update(&tx, &address, fields).await?;
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(address)
 }
 
-pub async fn delete_address(db: &Db, caller: &Caller, customer_id: Uuid, address_id: Uuid) -> Result<(), ApiError> {
-    let mut conn = db.connection().await?;
+#[tracing::instrument(name = "customers.delete_address", skip_all, fields(organization_id = %caller.organization_id))]
+pub async fn delete_address(app: &App, caller: &Caller, customer_id: Uuid, address_id: Uuid) -> Result<(), ApiError> {
+    caller.require(Scope::CustomersWrite)?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     store::lock(&tx, customer_id).await?;
     addresses::lock(&tx, customer_id, address_id).await?;
     addresses::delete(&tx, address_id).await?;
-    tx.commit().await?;
+    app.commit(tx).await?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! HTTP routes of the `customers` function: parse, check the scope, call one operation, map.
+//! HTTP routes of the `customers` function: parse, call one operation, map.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -14,12 +14,13 @@ use super::addresses::{Address, CreateAddressRequest, PatchAddressRequest};
 use super::model::{CreateCustomerRequest, Customer, CustomerStatus, CustomerType, PatchCustomerRequest};
 use super::store::ListFilter;
 use super::views::{Customer360, CustomerExport, LoyaltyCard};
-use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Problem};
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, function_router, if_match, AppState, JsonBody, ListResponse, PageRequest, Path, Query};
+use crate::http::{etag, function_router, if_match, AppState, JsonBody, Path, Problem, Query};
 use crate::loyalty::LoyaltyTier;
 use crate::money::Money;
+use crate::paging::{ListResponse, PageRequest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,17 +70,15 @@ struct ListCustomersQuery {
 #[utoipa::path(get, path = "/customers", tag = "customers", params(ListCustomersQuery),
     responses((status = 200, body = ListResponse<Customer>), (status = 422, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "list_customers", skip_all, fields(organization_id = %caller.organization_id))]
 async fn list_customers(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<ListCustomersQuery>,
 ) -> Result<Json<ListResponse<Customer>>, ApiError> {
-    caller.require(Scope::CustomersRead)?;
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let filter =
         ListFilter { status: query.status, customer_type: query.customer_type, loyalty_tier: query.loyalty_tier };
-    Ok(Json(super::list(&state.db, &caller, filter, page).await?))
+    Ok(Json(super::list(&state.app, &caller, filter, page).await?))
 }
 
 /// Create a customer. Email, phone and document are unique within the organization.
@@ -88,11 +87,9 @@ async fn list_customers(
         (status = 409, body = Problem, description = "duplicate_email, duplicate_phone or duplicate_document"),
         (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
-#[tracing::instrument(name = "create_customer", skip_all, fields(organization_id = %caller.organization_id))]
 async fn create_customer(State(state): State<AppState>, caller: Caller, body: JsonBody) -> Result<Response, ApiError> {
-    caller.require(Scope::CustomersWrite)?;
     let new = body.parse::<CreateCustomerRequest>()?.validate()?;
-    let customer = super::create(&state.db, &caller, new).await?;
+    let customer = super::create(&state.app, &caller, new).await?;
     let mut response = tagged(StatusCode::CREATED, customer.version, &customer);
     response
         .headers_mut()
@@ -104,14 +101,12 @@ async fn create_customer(State(state): State<AppState>, caller: Caller, body: Js
 #[utoipa::path(get, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
     responses((status = 200, body = Customer, headers(("ETag" = String))), (status = 404, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "get_customer", skip_all, fields(organization_id = %caller.organization_id))]
 async fn get_customer(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CustomersRead)?;
-    let customer = super::get(&state.db, &caller, id).await?;
+    let customer = super::get(&state.app, &caller, id).await?;
     Ok(tagged(StatusCode::OK, customer.version, customer))
 }
 
@@ -122,7 +117,6 @@ async fn get_customer(
     responses((status = 200, body = Customer, headers(("ETag" = String))), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
-#[tracing::instrument(name = "patch_customer", skip_all, fields(organization_id = %caller.organization_id))]
 async fn patch_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,10 +124,9 @@ async fn patch_customer(
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CustomersWrite)?;
     let expected_version = if_match(&headers)?;
     let patch = body.parse::<PatchCustomerRequest>()?.validate()?;
-    let customer = super::update(&state.db, &caller, id, expected_version, patch).await?;
+    let customer = super::update(&state.app, &caller, id, expected_version, patch).await?;
     Ok(tagged(StatusCode::OK, customer.version, customer))
 }
 
@@ -141,14 +134,12 @@ async fn patch_customer(
 #[utoipa::path(delete, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = ["customers:admin"])))]
-#[tracing::instrument(name = "erase_customer", skip_all, fields(organization_id = %caller.organization_id))]
 async fn erase_customer(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::CustomersAdmin)?;
-    super::erase(&state.db, &caller, id).await?;
+    super::erase(&state.app, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,28 +147,24 @@ async fn erase_customer(
 #[utoipa::path(get, path = "/customers/{id}/360", tag = "customers", params(("id" = Uuid, Path)),
     responses((status = 200, body = Customer360), (status = 404, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "get_customer_360", skip_all, fields(organization_id = %caller.organization_id))]
 async fn get_customer_360(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Customer360>, ApiError> {
-    caller.require(Scope::CustomersRead)?;
-    Ok(Json(super::customer_360(&state.db, &caller, id).await?))
+    Ok(Json(super::customer_360(&state.app, &caller, id).await?))
 }
 
 /// Everything held about the person (data portability).
 #[utoipa::path(get, path = "/customers/{id}/export", tag = "customers", params(("id" = Uuid, Path)),
     responses((status = 200, body = CustomerExport), (status = 404, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "export_customer", skip_all, fields(organization_id = %caller.organization_id))]
 async fn export_customer(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CustomerExport>, ApiError> {
-    caller.require(Scope::CustomersRead)?;
-    Ok(Json(super::export(&state.db, &caller, id).await?))
+    Ok(Json(super::export(&state.app, &caller, id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -192,35 +179,31 @@ struct LoyaltyQuery {
 #[utoipa::path(get, path = "/customers/{id}/loyalty", tag = "loyalty", params(("id" = Uuid, Path), LoyaltyQuery),
     responses((status = 200, body = LoyaltyCard), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "get_loyalty", skip_all, fields(organization_id = %caller.organization_id))]
 async fn get_loyalty(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Query(query): Query<LoyaltyQuery>,
 ) -> Result<Json<LoyaltyCard>, ApiError> {
-    caller.require(Scope::CustomersRead)?;
     let amount = query
         .amount
         .as_deref()
         .map(Money::parse_positive)
         .transpose()
         .map_err(|message| ApiError::invalid("amount", message))?;
-    Ok(Json(super::loyalty(&state.db, &caller, id, amount).await?))
+    Ok(Json(super::loyalty(&state.app, &caller, id, amount).await?))
 }
 
 /// The customer's addresses.
 #[utoipa::path(get, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<Address>), (status = 404, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "list_addresses", skip_all, fields(organization_id = %caller.organization_id))]
 async fn list_addresses(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ListResponse<Address>>, ApiError> {
-    caller.require(Scope::CustomersRead)?;
-    let items = super::list_addresses(&state.db, &caller, id).await?;
+    let items = super::list_addresses(&state.app, &caller, id).await?;
     Ok(Json(ListResponse { items, next_cursor: None }))
 }
 
@@ -229,16 +212,14 @@ async fn list_addresses(
     request_body = CreateAddressRequest,
     responses((status = 201, body = Address), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
-#[tracing::instrument(name = "add_address", skip_all, fields(organization_id = %caller.organization_id))]
 async fn add_address(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CustomersWrite)?;
     let fields = body.parse::<CreateAddressRequest>()?.validate()?;
-    let address = super::add_address(&state.db, &caller, id, fields).await?;
+    let address = super::add_address(&state.app, &caller, id, fields).await?;
     let mut response = tagged(StatusCode::CREATED, address.version, &address);
     response.headers_mut().insert(
         header::LOCATION,
@@ -254,7 +235,6 @@ async fn add_address(
     responses((status = 200, body = Address), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
-#[tracing::instrument(name = "patch_address", skip_all, fields(organization_id = %caller.organization_id))]
 async fn patch_address(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,10 +242,9 @@ async fn patch_address(
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::CustomersWrite)?;
     let expected_version = if_match(&headers)?;
-    let patch = body.parse::<PatchAddressRequest>()?;
-    let address = super::update_address(&state.db, &caller, id, address_id, expected_version, patch).await?;
+    let patch = body.parse::<PatchAddressRequest>()?.validate()?;
+    let address = super::update_address(&state.app, &caller, id, address_id, expected_version, patch).await?;
     Ok(tagged(StatusCode::OK, address.version, address))
 }
 
@@ -274,13 +253,11 @@ async fn patch_address(
     params(("id" = Uuid, Path), ("address_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = ["customers:write"])))]
-#[tracing::instrument(name = "delete_address", skip_all, fields(organization_id = %caller.organization_id))]
 async fn delete_address(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, address_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::CustomersWrite)?;
-    super::delete_address(&state.db, &caller, id, address_id).await?;
+    super::delete_address(&state.app, &caller, id, address_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! Customer SQL. Every function runs inside a tenant transaction; RLS scopes the rows.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -113,6 +114,59 @@ pub async fn lock(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer, ApiE
     row.as_ref().map(from_row).ok_or(ApiError::NotFound)
 }
 
+/// Locks a customer whose personal data is still held: 404 when absent, 409 `customer_erased`
+/// once erased. What every write that adds to a customer starts with.
+pub async fn lock_not_erased(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer, ApiError> {
+    let customer = lock(tx, customer_id).await?;
+    if customer.erased_at.is_some() {
+        return Err(ApiError::Conflict { code: "customer_erased", detail: "The customer's personal data was erased." });
+    }
+    Ok(customer)
+}
+
+/// Holds a customer's row against concurrent writers of its facts (tier, purchases) until the
+/// transaction ends, without blocking readers or foreign keys; false when there is no such
+/// customer in the organization.
+pub async fn hold(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<bool> {
+    let row = tx
+        .query_opt("SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer_id])
+        .await
+        .context("locking the customer")?;
+    Ok(row.is_some())
+}
+
+/// Sets the loyalty tier the pricing service decided at `decided_at`, unless a decision as new
+/// or newer is already applied (events may arrive out of order). Answers whether it changed.
+pub async fn set_tier_if_newer(
+    tx: &TenantTx<'_>,
+    customer_id: Uuid,
+    tier: LoyaltyTier,
+    decided_at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE customers SET loyalty_tier = $2, tier_updated_at = $3, version = version + 1, updated_at = now() \
+             WHERE customer_id = $1 AND (tier_updated_at IS NULL OR tier_updated_at < $3)",
+            &[&customer_id, &tier, &decided_at],
+        )
+        .await
+        .context("updating the loyalty tier")?;
+    Ok(changed == 1)
+}
+
+/// Recomputes `last_purchase_at` from the customer's completed purchases.
+pub async fn refresh_last_purchase(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE customers SET last_purchase_at = \
+             (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
+         WHERE customer_id = $1",
+        &[&customer_id],
+    )
+    .await
+    .context("updating last_purchase_at")?;
+    Ok(())
+}
+
 /// Filters of the customer list.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -202,31 +256,6 @@ pub async fn record_status_change(
     )
     .await
     .context("recording a status change")?;
-    Ok(())
-}
-
-/// Forgets name words no customer of the organization uses any more (after an erasure or a
-/// rename), so the search vocabulary keeps no trace of a former name. The words are locked
-/// first and checked in a later statement, whose snapshot includes every insert that relied
-/// on them (inserts lock the words they use): a word a concurrent insert needs is never lost.
-pub async fn forget_unused_name_words(tx: &TenantTx<'_>, words: &[String]) -> Result<(), ApiError> {
-    if words.is_empty() {
-        return Ok(());
-    }
-    tx.execute(
-        "SELECT 1 FROM name_words WHERE organization_id = $1 AND word = ANY($2) ORDER BY word FOR UPDATE",
-        &[&tx.organization_id(), &words],
-    )
-    .await
-    .context("locking former name words")?;
-    tx.execute(
-        "DELETE FROM name_words n WHERE n.organization_id = $1 AND n.word = ANY($2) \
-         AND NOT EXISTS (SELECT 1 FROM name_word_postings p \
-                         WHERE p.organization_id = n.organization_id AND p.word = n.word)",
-        &[&tx.organization_id(), &words],
-    )
-    .await
-    .context("pruning the name vocabulary")?;
     Ok(())
 }
 

@@ -11,10 +11,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::app::App;
 use crate::config::InboundConfig;
-use crate::db::{Db, TenantTx};
+use crate::customers;
 use crate::loyalty::LoyaltyTier;
 use crate::money::{self, Money};
+use crate::segments::purchases;
 
 /// Inbound event types of the contract.
 pub mod types {
@@ -93,10 +95,10 @@ pub enum Rejection {
 
 /// Applies a Lambda SQS batch, up to `concurrency` messages at once, and reports the
 /// messages that failed so only they return to the queue.
-pub async fn handle_batch(db: &Db, sources: &InboundConfig, event: SqsEvent, concurrency: usize) -> SqsBatchResponse {
+pub async fn handle_batch(app: &App, sources: &InboundConfig, event: SqsEvent, concurrency: usize) -> SqsBatchResponse {
     let outcomes = futures_util::stream::iter(event.records)
         .map(|message| async move {
-            let result = apply_message(db, sources, &message).await;
+            let result = apply_message(app, sources, &message).await;
             (message, result)
         })
         .buffer_unordered(concurrency.max(1))
@@ -119,18 +121,18 @@ pub async fn handle_batch(db: &Db, sources: &InboundConfig, event: SqsEvent, con
 }
 
 /// Applies one SQS message.
-pub async fn apply_message(db: &Db, sources: &InboundConfig, message: &SqsMessage) -> Result<Outcome, Rejection> {
+pub async fn apply_message(app: &App, sources: &InboundConfig, message: &SqsMessage) -> Result<Outcome, Rejection> {
     let envelope: InboundEnvelope = parse(message.body.as_deref().unwrap_or_default()).map_err(Rejection::Malformed)?;
-    apply(db, sources, &envelope).await
+    apply(app, sources, &envelope).await
 }
 
 /// Applies one event in one transaction of its organization, with its id. An event that is
 /// not from its type's producer or whose `time` is ahead of [`MAX_FUTURE_SKEW`] is refused
 /// before anything is recorded.
-pub async fn apply(db: &Db, sources: &InboundConfig, envelope: &InboundEnvelope) -> Result<Outcome, Rejection> {
+pub async fn apply(app: &App, sources: &InboundConfig, envelope: &InboundEnvelope) -> Result<Outcome, Rejection> {
     let event = InboundEvent::from_envelope(envelope)?;
     event.check_origin(envelope, sources, Utc::now())?;
-    let mut connection = db.connection().await?;
+    let mut connection = app.db.connection().await?;
     let tx = connection.begin(envelope.organization_id).await?;
     let first_time = tx
         .execute(
@@ -145,20 +147,34 @@ pub async fn apply(db: &Db, sources: &InboundConfig, envelope: &InboundEnvelope)
         return Ok(Outcome::Duplicate);
     }
     let customer_id = event.customer_id();
-    let customer_exists = tx
-        .query_opt("SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer_id])
-        .await
-        .context("locking the customer")?
-        .is_some();
-    if !customer_exists {
+    if !customers::store::hold(&tx, customer_id).await? {
         return Err(Rejection::UnknownCustomer { organization_id: envelope.organization_id, customer_id });
     }
-    let outcome = match event {
-        InboundEvent::TierChanged(tier) => apply_tier(&tx, &tier, envelope.time).await?,
-        InboundEvent::OrderCompleted(order) => apply_completed(&tx, &order).await?,
-        InboundEvent::OrderCancelled(order) => apply_cancelled(&tx, &order).await?,
+    let applied = match event {
+        InboundEvent::TierChanged(tier) => {
+            customers::store::set_tier_if_newer(&tx, customer_id, tier.new_tier, envelope.time).await?
+        }
+        InboundEvent::OrderCompleted(order) => {
+            let counted =
+                purchases::record_completed(&tx, order.order_id, customer_id, order.total_amount, order.completed_at)
+                    .await?;
+            if counted {
+                customers::store::refresh_last_purchase(&tx, customer_id).await?;
+            }
+            counted
+        }
+        InboundEvent::OrderCancelled(order) => {
+            match purchases::record_cancelled(&tx, order.order_id, customer_id, order.cancelled_at).await? {
+                Some(buyer) => {
+                    customers::store::refresh_last_purchase(&tx, buyer).await?;
+                    true
+                }
+                None => false,
+            }
+        }
     };
-    tx.commit().await?;
+    let outcome = if applied { Outcome::Applied } else { Outcome::Superseded };
+    app.commit(tx).await?;
     Ok(outcome)
 }
 
@@ -217,72 +233,6 @@ impl InboundEvent {
 
 /// The tier of the newest event wins: an event older than the tier in place (by the event's
 /// `time`) is recorded and changes nothing.
-async fn apply_tier(tx: &TenantTx<'_>, event: &TierChanged, time: DateTime<Utc>) -> anyhow::Result<Outcome> {
-    let changed = tx
-        .execute(
-            "UPDATE customers SET loyalty_tier = $2, tier_updated_at = $3, version = version + 1, updated_at = now() \
-             WHERE customer_id = $1 AND (tier_updated_at IS NULL OR tier_updated_at < $3)",
-            &[&event.customer_id, &event.new_tier, &time],
-        )
-        .await
-        .context("updating the loyalty tier")?;
-    Ok(if changed == 1 { Outcome::Applied } else { Outcome::Superseded })
-}
-
-/// A completed order becomes a purchase once, whatever event id repeats it; an order already
-/// cancelled stays cancelled.
-async fn apply_completed(tx: &TenantTx<'_>, order: &OrderCompleted) -> anyhow::Result<Outcome> {
-    let inserted = tx
-        .execute(
-            "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at) \
-             VALUES (current_organization_id(), $1, $2, $3, $4) ON CONFLICT (organization_id, order_id) DO NOTHING",
-            &[&order.order_id, &order.customer_id, &order.total_amount, &order.completed_at],
-        )
-        .await
-        .context("recording the purchase")?;
-    if inserted == 0 {
-        return Ok(Outcome::Superseded);
-    }
-    refresh_last_purchase(tx, order.customer_id).await?;
-    Ok(Outcome::Applied)
-}
-
-/// A cancelled order leaves the purchases RFM reads. A cancellation that arrives before its
-/// completion is kept, so the completion that follows does not bring the order back.
-async fn apply_cancelled(tx: &TenantTx<'_>, order: &OrderCancelled) -> anyhow::Result<Outcome> {
-    let cancelled = tx
-        .query_opt(
-            "INSERT INTO purchases (organization_id, order_id, customer_id, total_amount, occurred_at, status, cancelled_at) \
-             VALUES (current_organization_id(), $1, $2, 0, $3, 'cancelled', $3) \
-             ON CONFLICT (organization_id, order_id) DO UPDATE \
-                 SET status = 'cancelled', cancelled_at = EXCLUDED.cancelled_at, updated_at = now() \
-                 WHERE purchases.status = 'completed' \
-             RETURNING customer_id",
-            &[&order.order_id, &order.customer_id, &order.cancelled_at],
-        )
-        .await
-        .context("cancelling the purchase")?;
-    let Some(row) = cancelled else {
-        return Ok(Outcome::Superseded);
-    };
-    refresh_last_purchase(tx, row.get(0)).await?;
-    Ok(Outcome::Applied)
-}
-
-async fn refresh_last_purchase(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<()> {
-    tx.execute(
-        "UPDATE customers SET last_purchase_at = \
-             (SELECT max(occurred_at) FROM purchases p WHERE p.customer_id = $1 AND p.status = 'completed') \
-         WHERE customer_id = $1",
-        &[&customer_id],
-    )
-    .await
-    .context("updating last_purchase_at")?;
-    Ok(())
-}
-
-/// Parses JSON text, describing a failure by its place only: serde's own messages can quote
-/// the offending value, which may be personal data.
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     let deserializer = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| describe(error.path(), error.inner().classify()))

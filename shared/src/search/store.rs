@@ -280,3 +280,28 @@ pub async fn search(
         })
         .collect())
 }
+
+/// Forgets name words no customer of the organization uses any more (after an erasure or a
+/// rename), so the search vocabulary keeps no trace of a former name. The words are locked
+/// first and checked in a later statement, whose snapshot includes every insert that relied
+/// on them (inserts lock the words they use): a word a concurrent insert needs is never lost.
+pub async fn forget_unused_name_words(tx: &TenantTx<'_>, words: &[String]) -> Result<(), ApiError> {
+    if words.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "SELECT 1 FROM name_words WHERE organization_id = $1 AND word = ANY($2) ORDER BY word FOR UPDATE",
+        &[&tx.organization_id(), &words],
+    )
+    .await
+    .context("locking former name words")?;
+    tx.execute(
+        "DELETE FROM name_words n WHERE n.organization_id = $1 AND n.word = ANY($2) \
+         AND NOT EXISTS (SELECT 1 FROM name_word_postings p \
+                         WHERE p.organization_id = n.organization_id AND p.word = n.word)",
+        &[&tx.organization_id(), &words],
+    )
+    .await
+    .context("pruning the name vocabulary")?;
+    Ok(())
+}

@@ -46,6 +46,36 @@ async fn an_account_opens_pending_and_only_an_approver_can_approve_it() {
 }
 
 #[tokio::test]
+async fn an_approver_approves_only_the_limit_they_state() {
+    let app = TestApp::spawn().await;
+    let customer = app.create_customer(app.org_a, person("Ana", "Propuesta")).await;
+    let writer = app.token(app.org_a, &["credit:read", "credit:write"]);
+    let proposal = json!({"credit_limit": "9999999999.99"});
+    let opened = app.call(Method::POST, &credit(customer), Some(&writer), Some(proposal)).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let approve = format!("{}/approve", credit(customer));
+
+    let mismatch = app.as_org(app.org_a, Method::POST, &approve, Some(json!({"credit_limit": "5000.00"}))).await;
+    assert_eq!(mismatch.status, StatusCode::CONFLICT, "{}", mismatch.body);
+    assert_eq!(mismatch.code(), "approval_limit_mismatch");
+    let still = account(&app, customer).await;
+    assert_eq!((still["status"].as_str(), still["approved_by"].as_str()), (Some("pending"), None));
+    assert_eq!(app.count("credit_movements").await, 1, "only the opening is recorded");
+
+    let invalid = app.as_org(app.org_a, Method::POST, &approve, Some(json!({"credit_limit": "-1"}))).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", invalid.body);
+
+    let stated = json!({"credit_limit": "9999999999.99"});
+    let approved = app.as_org(app.org_a, Method::POST, &approve, Some(stated)).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    assert_eq!(approved.body["status"], "approved");
+    let statement = app.as_org(app.org_a, Method::GET, &format!("{}/statement", credit(customer)), None).await;
+    let approval = &statement.body["items"][1];
+    assert_eq!((approval["kind"].as_str(), approval["actor"].as_str()), (Some("approved"), Some("tester")));
+    assert_eq!(approval["credit_limit_after"], "9999999999.99");
+}
+
+#[tokio::test]
 async fn using_credit_twice_for_the_same_order_charges_once() {
     let app = TestApp::spawn().await;
     let customer = app.approved_account(app.org_a, "300.00", 30).await;
@@ -404,7 +434,7 @@ async fn the_overdue_job_marks_usages_past_due_once_in_every_organization() {
         Some(json!({"order_id": Uuid::new_v4(), "amount": "60.00"})),
     )
     .await;
-    let db = shared::db::Db::from_config(crate::helpers::app_config(&app.database), 2).unwrap();
+    let db = shared::app::App::new(shared::db::Db::from_config(crate::helpers::app_config(&app.database), 2).unwrap());
     let today = chrono::Utc::now().date_naive();
 
     assert_eq!(shared::credit::mark_overdue(&db, today).await.unwrap(), 0, "due today is not overdue yet");

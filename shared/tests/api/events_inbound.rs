@@ -71,15 +71,15 @@ pub(crate) fn batch<B: ToString>(bodies: &[B]) -> SqsEvent {
 
 /// The consumer as deployed with the default producers.
 pub(crate) async fn handle_batch(
-    db: &shared::db::Db,
+    app: &shared::app::App,
     event: SqsEvent,
     concurrency: usize,
 ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-    shared::events::inbound::handle_batch(db, &InboundConfig::default(), event, concurrency).await
+    shared::events::inbound::handle_batch(app, &InboundConfig::default(), event, concurrency).await
 }
 
 async fn failures<B: ToString>(app: &TestApp, bodies: &[B]) -> Vec<String> {
-    let mut failed: Vec<String> = handle_batch(&app.db, batch(bodies), 4)
+    let mut failed: Vec<String> = handle_batch(&app.core, batch(bodies), 4)
         .await
         .batch_item_failures
         .into_iter()
@@ -235,8 +235,8 @@ async fn an_event_not_from_its_types_producer_fails_alone() {
     let renamed = InboundConfig { pricing_source: "pricing-v2".into(), ..InboundConfig::default() };
     let event: InboundEnvelope =
         serde_json::from_value(with_source(tier_event(org, customer, "silver", at(3)), "pricing-v2")).unwrap();
-    assert!(apply(&app.db, &renamed, &event).await.is_ok(), "the producer's name is configured");
-    let refused = apply(&app.db, &InboundConfig::default(), &event).await;
+    assert!(apply(&app.core, &renamed, &event).await.is_ok(), "the producer's name is configured");
+    let refused = apply(&app.core, &InboundConfig::default(), &event).await;
     assert!(matches!(refused, Err(Rejection::WrongSource { .. })), "{refused:?}");
 }
 
@@ -284,8 +284,8 @@ async fn from_the_queue_a_batch_of_ten_applies_in_one_invocation_and_a_poison_me
     for _ in 0..10 {
         let report = poll_once(&sqs, &queues.inbound, 0, |event| {
             batch_sizes.push(event.records.len());
-            let db = app.db.clone();
-            async move { Ok(handle_batch(&db, event, 4).await) }
+            let core = app.core.clone();
+            async move { Ok(handle_batch(&core, event, 4).await) }
         })
         .await
         .unwrap();

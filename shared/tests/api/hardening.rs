@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use serde_json::json;
+use shared::app::App;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::db::Db;
 use shared::events::local::RetryPolicy;
@@ -71,9 +72,8 @@ async fn an_unreachable_database_answers_a_retryable_503() {
     let mut nowhere = tokio_postgres::Config::new();
     nowhere.host("127.0.0.1").port(port).user("customer_app").dbname("customer_service");
     let state = AppState {
-        db: Db::from_config(nowhere, 2).unwrap(),
+        app: App::new(Db::from_config(nowhere, 2).unwrap()),
         verifier: Arc::new(TokenVerifier::new(&hs256_auth()).await.unwrap()),
-        relay: None,
     };
     let router = shared::customers::routes::router(state);
     let token = issue_hs256_token(SECRET, Uuid::new_v4(), "tester", ALL, Duration::from_secs(60)).unwrap();

@@ -8,6 +8,7 @@ use axum::Router;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use shared::app::App;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
 use shared::db::Db;
@@ -44,6 +45,8 @@ pub struct TestApp {
     pub search: Router,
     /// The runtime role's pool, as the functions use it.
     pub db: Db,
+    /// The application handle the routers share (publishing when the app was spawned so).
+    pub core: App,
     pub database: String,
     pub org_a: Uuid,
     pub org_b: Uuid,
@@ -102,13 +105,19 @@ impl TestApp {
         shared::migrations::run(&admin.into()).await.expect("migrations apply");
         let db = Db::from_config(app_config(&database), 32).expect("pool");
         let verifier = TokenVerifier::new(&hs256_auth()).await.expect("verifier");
-        let relay = outbound.map(|(sqs, queue_url)| Arc::new(Relay::new(db.clone(), sqs, queue_url)));
-        let state = AppState { db: db.clone(), verifier: Arc::new(verifier), relay };
+        let core = match outbound {
+            Some((sqs, queue_url)) => {
+                App::publishing_with(db.clone(), Arc::new(Relay::new(db.clone(), sqs, queue_url)))
+            }
+            None => App::new(db.clone()),
+        };
+        let state = AppState { app: core.clone(), verifier: Arc::new(verifier) };
         Self {
             router: shared::customers::routes::router(state.clone()),
             credit: shared::credit::routes::router(state.clone()),
             search: shared::search::routes::router(state),
             db,
+            core,
             database,
             org_a: Uuid::new_v4(),
             org_b: Uuid::new_v4(),

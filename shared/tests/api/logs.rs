@@ -59,7 +59,7 @@ async fn a_database_error_applying_an_inbound_event_is_logged_without_the_values
     let event = completed(org, buyer, Uuid::new_v4(), "10.00", chrono::Utc::now());
 
     let logs = CapturedLogs::start();
-    let response = handle_batch(&app.db, batch(&[event]), 1).await;
+    let response = handle_batch(&app.core, batch(&[event]), 1).await;
 
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_logged_without(&logs, "inbound event failed", &email);

@@ -12,6 +12,7 @@ mod hardening;
 mod helpers;
 mod lambda_event;
 mod logs;
+mod operations;
 mod search;
 mod tenancy;
 mod tls;

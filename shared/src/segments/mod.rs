@@ -1,4 +1,6 @@
-//! RFM segments: the codes customers are grouped under.
+//! RFM segments: the codes customers are grouped under, and the purchases they are scored on.
+
+pub mod purchases;
 
 crate::text_enum! {
     /// The RFM segment of a customer (seed 002's `segment_code`).

@@ -1,0 +1,93 @@
+//! The application handle every operation takes, whatever the transport: the database and
+//! the publish after a commit (and, later, the cache). Built once per cold start.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::config::EventsConfig;
+use crate::db::{Db, TenantTx};
+use crate::error::loggable;
+use crate::events::Relay;
+
+#[derive(Clone)]
+pub struct App {
+    pub db: Db,
+    /// Publishes a write's events right after it commits; `None` leaves them to the
+    /// scheduled relay.
+    relay: Option<Arc<Relay>>,
+}
+
+impl App {
+    /// An application whose events leave with the scheduled relay.
+    pub fn new(db: Db) -> Self {
+        Self { db, relay: None }
+    }
+
+    /// An application that publishes each write's events right after its commit.
+    pub fn publishing_with(db: Db, relay: Arc<Relay>) -> Self {
+        Self { db, relay: Some(relay) }
+    }
+
+    /// Over `db`, publishing after commits when `events` names the outbound queue.
+    pub async fn with_events(db: Db, events: &EventsConfig) -> Self {
+        match &events.outbox_queue_url {
+            Some(queue_url) => {
+                let sqs = aws_sdk_sqs::Client::new(&crate::aws::from_env().await);
+                Self::publishing_with(db.clone(), Arc::new(Relay::new(db, sqs, queue_url)))
+            }
+            None => Self::new(db),
+        }
+    }
+
+    /// Commits a write, then publishes the events it wrote (their message groups only, within
+    /// a short budget; see `Relay::publish_after_commit`). Reads just commit.
+    pub async fn commit(&self, tx: TenantTx<'_>) -> anyhow::Result<()> {
+        let committed = tx.commit().await?;
+        if let Some(relay) = &self.relay {
+            relay.publish_after_commit(committed.organization_id, &committed.message_groups).await;
+        }
+        Ok(())
+    }
+}
+
+/// What a job's pass over the organizations did.
+#[derive(Debug)]
+pub struct Tally<T> {
+    /// The result of each organization that succeeded.
+    pub done: Vec<T>,
+    /// Organizations whose work failed (logged).
+    pub failed: usize,
+    /// Whether `keep_going` stopped the pass before every organization was visited.
+    pub stopped: bool,
+}
+
+/// Runs `work` for each organization in turn, for jobs: a failing organization is logged
+/// under `job` and counted, and the others go on. Stops before the next organization once
+/// `keep_going` answers false.
+pub async fn for_each_organization<T, Fut>(
+    job: &'static str,
+    organizations: impl IntoIterator<Item = Uuid>,
+    mut keep_going: impl FnMut() -> bool,
+    mut work: impl FnMut(Uuid) -> Fut,
+) -> Tally<T>
+where
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut tally = Tally { done: Vec::new(), failed: 0, stopped: false };
+    for organization_id in organizations {
+        if !keep_going() {
+            tally.stopped = true;
+            break;
+        }
+        match work(organization_id).await {
+            Ok(result) => tally.done.push(result),
+            Err(error) => {
+                tally.failed += 1;
+                tracing::error!(%organization_id, error = %loggable(&error), "{job} pass failed");
+            }
+        }
+    }
+    tally
+}
