@@ -1,6 +1,7 @@
-//! What AWS does around the functions, done against the local emulator: the queues of the
+//! What AWS does around the functions, done locally against the emulator: the queues of the
 //! SPEC, and an event source mapping that hands `customers-inbound` to the consumer in
-//! batches and deletes only the messages it did not report as failed.
+//! batches and deletes only the messages it did not report as failed. For `devctl`, the
+//! tests and the benchmarks; no function links it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -86,10 +87,13 @@ pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: Retry
 }
 
 /// One poll of an event source mapping.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct PollReport {
     pub received: usize,
     pub failed: usize,
+    /// Why the consumer itself failed, when it did (then every message failed). Left to the
+    /// caller to log, which knows how to keep personal data out of it.
+    pub consumer_error: Option<anyhow::Error>,
 }
 
 /// Receives one batch from `queue_url` (waiting up to `wait_seconds` for the first message),
@@ -126,15 +130,12 @@ where
     let received = messages.len();
     let response = match consumer(event).await {
         Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(error = %crate::error::loggable(&error), "the consumer failed; the whole batch returns to the queue");
-            return Ok(PollReport { received, failed: received });
-        }
+        Err(error) => return Ok(PollReport { received, failed: received, consumer_error: Some(error) }),
     };
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let done = messages.iter().filter(|message| message.message_id().is_some_and(|id| !failed.contains(&id)));
     delete_batch(sqs, queue_url, done).await.context("deleting applied messages")?;
-    Ok(PollReport { received, failed: failed.len() })
+    Ok(PollReport { received, failed: failed.len(), consumer_error: None })
 }
 
 /// Receives and deletes every message of `queue_url` (with their system attributes), a batch
