@@ -17,7 +17,7 @@ pub const INBOUND_QUEUE: &str = "customers-inbound";
 pub const INBOUND_DLQ: &str = "customers-inbound-dlq";
 pub const OUTBOUND_QUEUE: &str = "customers-events.fifo";
 
-/// Messages the event source mapping hands over at most per invocation.
+/// Messages the event source mapping hands over at most per invocation, as in `template.yaml`.
 pub const BATCH_SIZE: i32 = 10;
 
 /// How the inbound queue retries: a failed message is received again after
@@ -29,9 +29,9 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// As in `template.yaml`.
+    /// As `customers-inbound` in `template.yaml` (a test compares them).
     fn default() -> Self {
-        Self { visibility_timeout_seconds: 30, max_receives: 5 }
+        Self { visibility_timeout_seconds: 180, max_receives: 5 }
     }
 }
 
@@ -210,4 +210,53 @@ fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
         .unwrap_or_default();
     record.event_source = Some("aws:sqs".into());
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_yaml::Value;
+
+    use super::*;
+
+    /// `template.yaml`; CloudFormation's short forms (`!Sub`, `!GetAtt`...) read as tagged values.
+    fn template() -> Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+    }
+
+    /// The name a queue gets after the stack's: `!Sub ${AWS::StackName}-NAME` gives `NAME`.
+    fn queue_name(queue: &Value) -> &str {
+        match &queue["QueueName"] {
+            Value::Tagged(sub) if sub.tag == "Sub" => {
+                sub.value.as_str().and_then(|name| name.strip_prefix("${AWS::StackName}-")).unwrap_or("")
+            }
+            other => panic!("QueueName is not a !Sub: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_local_queues_are_set_as_in_template_yaml() {
+        let template = template();
+        let resource = |name: &str| &template["Resources"][name]["Properties"];
+        let inbound = resource("CustomersInboundQueue");
+        let retry = RetryPolicy::default();
+
+        let batch_size = &resource("EventsFunction")["Events"]["Inbound"]["Properties"]["BatchSize"];
+        assert_eq!(
+            inbound["VisibilityTimeout"].as_u64(),
+            Some(retry.visibility_timeout_seconds.into()),
+            "VisibilityTimeout of CustomersInboundQueue"
+        );
+        assert_eq!(
+            inbound["RedrivePolicy"]["maxReceiveCount"].as_u64(),
+            Some(retry.max_receives.into()),
+            "maxReceiveCount of CustomersInboundQueue"
+        );
+        assert_eq!(batch_size.as_i64(), Some(BATCH_SIZE.into()), "BatchSize of the events function's SQS event");
+        assert_eq!(queue_name(inbound), INBOUND_QUEUE);
+        assert_eq!(queue_name(resource("CustomersInboundDeadLetterQueue")), INBOUND_DLQ);
+        assert_eq!(queue_name(resource("CustomersEventsQueue")), OUTBOUND_QUEUE);
+        assert_eq!(resource("CustomersEventsQueue")["FifoQueue"].as_bool(), Some(true));
+    }
 }
