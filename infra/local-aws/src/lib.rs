@@ -44,7 +44,8 @@ pub struct Queues {
 }
 
 /// Creates the queues (or finds them: creating a queue that exists answers its URL), each
-/// name prefixed by `prefix` so tests can have their own.
+/// name prefixed by `prefix` so tests can have their own, and gives the inbound queue `retry`
+/// whatever an older run left on it, as a stack update would.
 pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: RetryPolicy) -> anyhow::Result<Queues> {
     let create = |name: String, attributes: HashMap<QueueAttributeName, String>| async move {
         let output = sqs
@@ -70,14 +71,15 @@ pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: Retry
         .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
         .context("the emulator answered no ARN for the DLQ")?;
     let redrive = json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": retry.max_receives.to_string() });
-    let inbound = create(
-        format!("{prefix}{INBOUND_QUEUE}"),
-        HashMap::from([
-            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-            (QueueAttributeName::VisibilityTimeout, retry.visibility_timeout_seconds.to_string()),
-        ]),
-    )
-    .await?;
+    let inbound = create(format!("{prefix}{INBOUND_QUEUE}"), HashMap::new()).await?;
+    sqs.set_queue_attributes()
+        .queue_url(&inbound)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, retry.visibility_timeout_seconds.to_string())
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)
+        .context("setting the inbound queue's retry policy")?;
     let outbound = create(
         format!("{prefix}{OUTBOUND_QUEUE}"),
         HashMap::from([(QueueAttributeName::FifoQueue, "true".to_string())]),
