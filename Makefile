@@ -17,18 +17,17 @@ token:
 
 # Credit reservations/s and p50/p99 next to the same SQL run directly; invariants at 10x size.
 bench-credit:
-	@infra/local/bench-credit.sh
+	@infra/local/bench.sh credit
 
 # Search p50/p95 per kind of query over 1,000,000 customers, next to the same SQL run directly.
 bench-search:
-	@infra/local/bench-search.sh
+	@infra/local/bench.sh search
 
 # Inbound events/s of one consumer (batches of 10) next to the same statements run directly.
 bench-events:
-	@infra/local/bench-events.sh
+	@infra/local/bench.sh events
 
 # The relay draining a 20,000-event backlog (50 organizations, one customer owning 5,000) in
 # one-second runs: runs, duplicates (0) and order, against the local SQS emulator.
 bench-relay:
-	@infra/local/services.sh && bash -c 'source infra/local/lib.sh && load_environment && \
-		RELAY_DRAIN_EVENTS=20000 cargo test --workspace --test api hardening::a_large_backlog_drains -- --nocapture'
+	@infra/local/bench.sh relay

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
+use local_aws::RetryPolicy;
 use serde_json::{json, Value};
 use shared::error::loggable;
-use shared::events::local::{self, RetryPolicy};
 
 /// How often the nightly job runs locally.
 const OVERDUE_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -17,7 +17,7 @@ const OVERDUE_EVERY: Duration = Duration::from_secs(24 * 3600);
 pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyhow::Result<()> {
     shared::telemetry::init();
     let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(endpoint).await);
-    let queues = local::create_queues(&sqs, "", RetryPolicy::default()).await?;
+    let queues = local_aws::create_queues(&sqs, "", RetryPolicy::default()).await?;
     let invoker = Invoker {
         http: reqwest::Client::builder().timeout(Duration::from_secs(900)).build()?,
         functions: functions.trim_end_matches('/').to_string(),
@@ -49,16 +49,20 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
 
     loop {
         let invoker = &invoker;
-        let polled = local::poll_once(&sqs, &queues.inbound, 5, |event| async move {
+        let polled = local_aws::poll_once(&sqs, &queues.inbound, 5, |event| async move {
             let answer = invoker.invoke("events", &serde_json::to_value(&event)?).await?;
             serde_json::from_value::<SqsBatchResponse>(answer).context("the events function answered no batch response")
         })
         .await;
         match polled {
-            Ok(report) if report.received > 0 => {
-                tracing::info!(received = report.received, failed = report.failed, "inbound batch applied")
+            Ok(report) => {
+                if let Some(error) = &report.consumer_error {
+                    tracing::warn!(error = %loggable(error), "the consumer failed; the whole batch returns to the queue");
+                }
+                if report.received > 0 {
+                    tracing::info!(received = report.received, failed = report.failed, "inbound batch applied")
+                }
             }
-            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %loggable(&error), "polling the inbound queue failed; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -73,7 +77,7 @@ pub async fn send_inbound(endpoint: &str, data_file: &std::path::Path) -> anyhow
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&text).with_context(|| format!("{} is not an SQS event", data_file.display()))?;
     let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(endpoint).await);
-    let queues = local::create_queues(&sqs, "", RetryPolicy::default()).await?;
+    let queues = local_aws::create_queues(&sqs, "", RetryPolicy::default()).await?;
     for body in event.records.iter().filter_map(|record| record.body.as_deref()) {
         sqs.send_message()
             .queue_url(&queues.inbound)

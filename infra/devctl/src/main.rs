@@ -133,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Queues { endpoint } => {
             let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await);
-            let queues = shared::events::local::create_queues(&sqs, "", Default::default()).await?;
+            let queues = local_aws::create_queues(&sqs, "", Default::default()).await?;
             println!("INBOUND_QUEUE_URL={}", queues.inbound);
             println!("INBOUND_DLQ_URL={}", queues.inbound_dlq);
             println!("OUTBOX_QUEUE_URL={}", queues.outbound);

@@ -2,7 +2,6 @@
 //! relayed to SQS) and the ones it consumes from other services.
 
 pub mod inbound;
-pub mod local;
 mod outbox;
 mod relay;
 

@@ -5,10 +5,10 @@ use std::sync::LazyLock;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, Utc};
+use local_aws::{poll_once, RetryPolicy};
 use serde_json::{json, Value};
 use shared::config::InboundConfig;
 use shared::events::inbound::{apply, InboundEnvelope, Rejection, MAX_FUTURE_SKEW};
-use shared::events::local::{poll_once, RetryPolicy};
 use uuid::Uuid;
 
 use crate::helpers::*;

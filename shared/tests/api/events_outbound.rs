@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use http::{Method, StatusCode};
+use local_aws::RetryPolicy;
 use serde_json::{json, Value};
-use shared::events::local::RetryPolicy;
 use shared::events::Relay;
 use uuid::Uuid;
 
@@ -66,7 +66,7 @@ async fn events_wait_in_the_outbox_while_sqs_is_down_and_each_arrives_once_after
     assert_eq!(pending, written.len() as i64, "with SQS down every event waits in the outbox");
 
     emulator.start().await;
-    let queues = shared::events::local::create_queues(&sqs, "", RetryPolicy::default()).await.unwrap();
+    let queues = local_aws::create_queues(&sqs, "", RetryPolicy::default()).await.unwrap();
     assert_eq!(queues.outbound, queue_url);
     let relay = Relay::new(app.db.clone(), sqs.clone(), &queue_url);
     let report = relay.publish_all(crate::helpers::a_minute_from_now()).await.unwrap();

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
+use local_aws::RetryPolicy;
 use serde_json::json;
 use shared::app::App;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::db::Db;
-use shared::events::local::RetryPolicy;
 use shared::events::Relay;
 use shared::http::AppState;
 use tower::ServiceExt;

@@ -7,12 +7,12 @@ use axum::body::Body;
 use axum::Router;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use local_aws::Queues;
 use serde_json::Value;
 use shared::app::App;
 use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
 use shared::db::Db;
-use shared::events::local::Queues;
 use shared::events::Relay;
 use shared::http::AppState;
 use tower::ServiceExt;
@@ -239,16 +239,16 @@ pub async fn shared_sqs() -> aws_sdk_sqs::Client {
 }
 
 /// The local queues under a prefix of this test's own.
-pub async fn own_queues(sqs: &aws_sdk_sqs::Client, retry: shared::events::local::RetryPolicy) -> Queues {
+pub async fn own_queues(sqs: &aws_sdk_sqs::Client, retry: local_aws::RetryPolicy) -> Queues {
     let prefix = format!("t{}-", &Uuid::new_v4().simple().to_string()[..12]);
-    shared::events::local::create_queues(sqs, &prefix, retry).await.unwrap_or_else(|e| {
+    local_aws::create_queues(sqs, &prefix, retry).await.unwrap_or_else(|e| {
         panic!("the SQS emulator at {} does not answer ({e:#}); run `make test`", emulator_endpoint())
     })
 }
 
 /// Every message of `queue_url`, received and deleted.
 pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    shared::events::local::drain(sqs, queue_url).await.expect("the emulator answers")
+    local_aws::drain(sqs, queue_url).await.expect("the emulator answers")
 }
 
 /// A private emulator (moto) on a port of its own, which a test can stop and start; killed on

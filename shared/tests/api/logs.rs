@@ -3,8 +3,8 @@
 //! only, on every path that logs errors.
 
 use http::{Method, StatusCode};
+use local_aws::RetryPolicy;
 use serde_json::json;
-use shared::events::local::RetryPolicy;
 use shared::events::Relay;
 use uuid::Uuid;
 

@@ -1,6 +1,7 @@
-//! What AWS does around the functions, done against the local emulator: the queues of the
+//! What AWS does around the functions, done locally against the emulator: the queues of the
 //! SPEC, and an event source mapping that hands `customers-inbound` to the consumer in
-//! batches and deletes only the messages it did not report as failed.
+//! batches and deletes only the messages it did not report as failed. For `devctl`, the
+//! tests and the benchmarks; no function links it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,7 +17,7 @@ pub const INBOUND_QUEUE: &str = "customers-inbound";
 pub const INBOUND_DLQ: &str = "customers-inbound-dlq";
 pub const OUTBOUND_QUEUE: &str = "customers-events.fifo";
 
-/// Messages the event source mapping hands over at most per invocation.
+/// Messages the event source mapping hands over at most per invocation, as in `template.yaml`.
 pub const BATCH_SIZE: i32 = 10;
 
 /// How the inbound queue retries: a failed message is received again after
@@ -28,9 +29,9 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// As in `template.yaml`.
+    /// As `customers-inbound` in `template.yaml` (a test compares them).
     fn default() -> Self {
-        Self { visibility_timeout_seconds: 30, max_receives: 5 }
+        Self { visibility_timeout_seconds: 180, max_receives: 5 }
     }
 }
 
@@ -43,7 +44,8 @@ pub struct Queues {
 }
 
 /// Creates the queues (or finds them: creating a queue that exists answers its URL), each
-/// name prefixed by `prefix` so tests can have their own.
+/// name prefixed by `prefix` so tests can have their own, and gives the inbound queue `retry`
+/// whatever an older run left on it, as a stack update would.
 pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: RetryPolicy) -> anyhow::Result<Queues> {
     let create = |name: String, attributes: HashMap<QueueAttributeName, String>| async move {
         let output = sqs
@@ -69,14 +71,15 @@ pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: Retry
         .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
         .context("the emulator answered no ARN for the DLQ")?;
     let redrive = json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": retry.max_receives.to_string() });
-    let inbound = create(
-        format!("{prefix}{INBOUND_QUEUE}"),
-        HashMap::from([
-            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-            (QueueAttributeName::VisibilityTimeout, retry.visibility_timeout_seconds.to_string()),
-        ]),
-    )
-    .await?;
+    let inbound = create(format!("{prefix}{INBOUND_QUEUE}"), HashMap::new()).await?;
+    sqs.set_queue_attributes()
+        .queue_url(&inbound)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, retry.visibility_timeout_seconds.to_string())
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)
+        .context("setting the inbound queue's retry policy")?;
     let outbound = create(
         format!("{prefix}{OUTBOUND_QUEUE}"),
         HashMap::from([(QueueAttributeName::FifoQueue, "true".to_string())]),
@@ -86,10 +89,13 @@ pub async fn create_queues(sqs: &aws_sdk_sqs::Client, prefix: &str, retry: Retry
 }
 
 /// One poll of an event source mapping.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct PollReport {
     pub received: usize,
     pub failed: usize,
+    /// Why the consumer itself failed, when it did (then every message failed). Left to the
+    /// caller to log, which knows how to keep personal data out of it.
+    pub consumer_error: Option<anyhow::Error>,
 }
 
 /// Receives one batch from `queue_url` (waiting up to `wait_seconds` for the first message),
@@ -126,15 +132,12 @@ where
     let received = messages.len();
     let response = match consumer(event).await {
         Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(error = %crate::error::loggable(&error), "the consumer failed; the whole batch returns to the queue");
-            return Ok(PollReport { received, failed: received });
-        }
+        Err(error) => return Ok(PollReport { received, failed: received, consumer_error: Some(error) }),
     };
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let done = messages.iter().filter(|message| message.message_id().is_some_and(|id| !failed.contains(&id)));
     delete_batch(sqs, queue_url, done).await.context("deleting applied messages")?;
-    Ok(PollReport { received, failed: failed.len() })
+    Ok(PollReport { received, failed: failed.len(), consumer_error: None })
 }
 
 /// Receives and deletes every message of `queue_url` (with their system attributes), a batch
@@ -209,4 +212,53 @@ fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
         .unwrap_or_default();
     record.event_source = Some("aws:sqs".into());
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_yaml::Value;
+
+    use super::*;
+
+    /// `template.yaml`; CloudFormation's short forms (`!Sub`, `!GetAtt`...) read as tagged values.
+    fn template() -> Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+    }
+
+    /// The name a queue gets after the stack's: `!Sub ${AWS::StackName}-NAME` gives `NAME`.
+    fn queue_name(queue: &Value) -> &str {
+        match &queue["QueueName"] {
+            Value::Tagged(sub) if sub.tag == "Sub" => {
+                sub.value.as_str().and_then(|name| name.strip_prefix("${AWS::StackName}-")).unwrap_or("")
+            }
+            other => panic!("QueueName is not a !Sub: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_local_queues_are_set_as_in_template_yaml() {
+        let template = template();
+        let resource = |name: &str| &template["Resources"][name]["Properties"];
+        let inbound = resource("CustomersInboundQueue");
+        let retry = RetryPolicy::default();
+
+        let batch_size = &resource("EventsFunction")["Events"]["Inbound"]["Properties"]["BatchSize"];
+        assert_eq!(
+            inbound["VisibilityTimeout"].as_u64(),
+            Some(retry.visibility_timeout_seconds.into()),
+            "VisibilityTimeout of CustomersInboundQueue"
+        );
+        assert_eq!(
+            inbound["RedrivePolicy"]["maxReceiveCount"].as_u64(),
+            Some(retry.max_receives.into()),
+            "maxReceiveCount of CustomersInboundQueue"
+        );
+        assert_eq!(batch_size.as_i64(), Some(BATCH_SIZE.into()), "BatchSize of the events function's SQS event");
+        assert_eq!(queue_name(inbound), INBOUND_QUEUE);
+        assert_eq!(queue_name(resource("CustomersInboundDeadLetterQueue")), INBOUND_DLQ);
+        assert_eq!(queue_name(resource("CustomersEventsQueue")), OUTBOUND_QUEUE);
+        assert_eq!(resource("CustomersEventsQueue")["FifoQueue"].as_bool(), Some(true));
+    }
 }
