@@ -1,12 +1,12 @@
 //! The operations called directly, as a second transport (gRPC, a job) calls them: no router,
 //! no extractor. The scope checks and the publish after commit come with the operation.
 
+use local_aws::RetryPolicy;
 use serde_json::json;
 use shared::auth::{Caller, Scope};
 use shared::credit::model::OpenAccountRequest;
 use shared::customers::model::CreateCustomerRequest;
 use shared::error::ApiError;
-use shared::events::local::RetryPolicy;
 use shared::money::Money;
 use shared::paging::PageRequest;
 
