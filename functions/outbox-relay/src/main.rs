@@ -17,11 +17,13 @@ async fn main() -> Result<(), Error> {
     let relay = Relay::new(db, aws_sdk_sqs::Client::new(&shared::aws::from_env().await), queue_url);
     let relay = &relay;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        let report = relay.publish_all(stop_before(event.context.deadline())).await?;
+        let deadline = event.context.deadline();
+        let report = relay.publish_all(stop_before(deadline)).await?;
+        let seconds_left = deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default().as_secs();
         if report == RelayReport::default() {
-            lambda_runtime::tracing::debug!("nothing to relay");
+            lambda_runtime::tracing::debug!(seconds_left, "nothing to relay");
         } else {
-            lambda_runtime::tracing::info!(?report, "outbox relayed");
+            lambda_runtime::tracing::info!(?report, seconds_left, "outbox relayed");
         }
         Ok::<_, Error>(serde_json::to_value(report)?)
     }))

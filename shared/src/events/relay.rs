@@ -260,11 +260,18 @@ impl RelayReport {
     }
 }
 
+/// How long a pass may run when its invocation names no real deadline.
+pub const PASS_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// When a scheduled pass must stop starting SQS calls, for an invocation that ends at
-/// `deadline`: [`DEADLINE_MARGIN`] before it.
+/// `deadline`: [`DEADLINE_MARGIN`] before it. A deadline already past when the invocation
+/// starts is no deadline (`cargo lambda watch` sends the epoch plus ten minutes): the pass then
+/// gets [`PASS_WITHOUT_DEADLINE`].
 pub fn stop_before(deadline: std::time::SystemTime) -> Instant {
-    let left = deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
-    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+    match deadline.duration_since(std::time::SystemTime::now()) {
+        Ok(left) => Instant::now() + left.saturating_sub(DEADLINE_MARGIN),
+        Err(_) => Instant::now() + PASS_WITHOUT_DEADLINE,
+    }
 }
 
 /// Takes the organization's relay lock for this transaction; false when another relay has it.
@@ -331,6 +338,17 @@ fn next_batch(pending: Vec<PendingEvent>, blocked_groups: &HashSet<String>) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_stops_a_margin_before_its_deadline_and_a_past_deadline_means_none() {
+        let now = std::time::SystemTime::now();
+        let in_a_minute = stop_before(now + Duration::from_secs(60)).duration_since(Instant::now());
+        assert!(in_a_minute <= Duration::from_secs(60) - DEADLINE_MARGIN, "{in_a_minute:?}");
+        assert!(in_a_minute > Duration::from_secs(50), "{in_a_minute:?}");
+        let emulator = std::time::UNIX_EPOCH + Duration::from_millis(600_000);
+        let without = stop_before(emulator).duration_since(Instant::now());
+        assert!(without > PASS_WITHOUT_DEADLINE - Duration::from_secs(1) && without <= PASS_WITHOUT_DEADLINE);
+    }
 
     fn event(seq: i64, group: &str) -> PendingEvent {
         PendingEvent { event_id: Uuid::new_v4(), seq, message_group: group.into(), payload: String::new() }
