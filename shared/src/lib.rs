@@ -16,6 +16,7 @@ pub mod migrations;
 pub mod money;
 pub mod paging;
 pub mod patch;
+pub mod routes;
 pub mod search;
 pub mod segments;
 pub mod telemetry;

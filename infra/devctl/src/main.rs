@@ -216,5 +216,34 @@ async fn seed_demo(database_url: &str) -> anyhow::Result<()> {
         }
     }
     println!("demo organization {DEMO_ORGANIZATION}: {created} customers created, {present} already there");
+    seed_demo_credit(&app, &caller, DEMO_CUSTOMERS[0]).await
+}
+
+/// An approved 5,000.00 credit account for the first demo customer (José), so the README's
+/// credit calls work as printed.
+async fn seed_demo_credit(
+    app: &shared::app::App,
+    caller: &shared::auth::Caller,
+    customer_id: Uuid,
+) -> anyhow::Result<()> {
+    use shared::credit::model::NewAccount;
+    use shared::error::ApiError;
+
+    if shared::credit::get_account(app, caller, customer_id).await.is_ok() {
+        return Ok(());
+    }
+    let limit = shared::money::Money::parse_positive("5000.00").map_err(anyhow::Error::msg)?;
+    let opened =
+        shared::credit::open(app, caller, customer_id, NewAccount { credit_limit: limit, payment_term_days: 30 });
+    match opened.await {
+        Ok(_) | Err(ApiError::Conflict { code: "credit_account_exists", .. }) => {}
+        Err(ApiError::NotFound) => {
+            println!("demo customer {customer_id} is not there: no demo credit account");
+            return Ok(());
+        }
+        Err(other) => return Err(anyhow::anyhow!(other)).context("opening the demo credit account"),
+    }
+    shared::credit::approve(app, caller, customer_id, Some(limit)).await.map_err(|e| anyhow::anyhow!(e))?;
+    println!("demo customer {customer_id}: credit account approved with a limit of {limit}");
     Ok(())
 }

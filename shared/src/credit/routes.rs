@@ -18,7 +18,9 @@ use super::{Statement, StatusAction, Written};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, function_router, if_match, AppState, JsonBody, OptionalJsonBody, Path, Problem, Query};
+use crate::http::{
+    etag, function_router, if_match, AppState, Documented, JsonBody, OptionalJsonBody, Path, Problem, Query,
+};
 use crate::paging::{ListResponse, PageRequest};
 
 #[derive(OpenApi)]
@@ -32,6 +34,11 @@ struct CreditApi;
 
 /// The `credit` function's router, with its OpenAPI document at `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> axum::Router {
+    function_router(api(), state)
+}
+
+/// The `credit` routes and their OpenAPI document.
+pub fn api() -> Documented {
     let routes = OpenApiRouter::new()
         .routes(routes!(get_account, open_account, change_account))
         .routes(routes!(approve))
@@ -43,7 +50,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(release))
         .routes(routes!(list_payments, record_payment))
         .routes(routes!(statement));
-    function_router(CreditApi::openapi(), routes, state)
+    (CreditApi::openapi(), routes)
 }
 
 fn account_response(status: StatusCode, account: CreditAccount) -> Response {

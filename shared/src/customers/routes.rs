@@ -17,7 +17,7 @@ use super::views::{Customer360, CustomerExport, LoyaltyCard};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, function_router, if_match, AppState, JsonBody, Path, Problem, Query};
+use crate::http::{etag, function_router, if_match, AppState, Documented, JsonBody, Path, Problem, Query};
 use crate::loyalty::LoyaltyTier;
 use crate::money::Money;
 use crate::paging::{ListResponse, PageRequest};
@@ -33,6 +33,11 @@ struct CustomersApi;
 
 /// The `customers` function's router, with its OpenAPI document at `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> axum::Router {
+    function_router(api(), state)
+}
+
+/// The `customers` routes and their OpenAPI document.
+pub fn api() -> Documented {
     let routes = OpenApiRouter::new()
         .routes(routes!(list_customers, create_customer))
         .routes(routes!(get_customer, patch_customer, erase_customer))
@@ -41,7 +46,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(get_loyalty))
         .routes(routes!(list_addresses, add_address))
         .routes(routes!(patch_address, delete_address));
-    function_router(CustomersApi::openapi(), routes, state)
+    (CustomersApi::openapi(), routes)
 }
 
 fn location(customer_id: Uuid) -> String {

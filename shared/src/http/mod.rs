@@ -12,8 +12,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+
 use http::{HeaderMap, HeaderValue};
 use lambda_http::RequestExt;
+use openapi::BearerAuth;
 use tracing::Instrument;
 
 pub use extract::{JsonBody, OptionalJsonBody, Path, Query};
@@ -46,14 +49,37 @@ impl FromRef<AppState> for Arc<TokenVerifier> {
     }
 }
 
-/// A function's router: its documented `routes` under `/api/v1`, `GET /api/v1/openapi.json`
-/// serving `api` completed with them, problem+json for unknown routes and methods, and a span
-/// per request carrying the Lambda request id.
-pub fn function_router(
-    api: utoipa::openapi::OpenApi,
-    routes: utoipa_axum::router::OpenApiRouter<AppState>,
-    state: AppState,
-) -> Router {
+/// A function's API: the head of its OpenAPI document (info, security, shared schemas) and
+/// its documented routes.
+pub type Documented = (utoipa::openapi::OpenApi, OpenApiRouter<AppState>);
+
+/// A function's router (see [`serve_documented`]).
+pub fn function_router((api, routes): Documented, state: AppState) -> Router {
+    serve_documented(api, routes, state)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Customer service", version = "1.0.0",
+         description = "Customers, addresses, loyalty, store credit and search: every function's routes in one API."),
+    modifiers(&BearerAuth)
+)]
+struct CombinedApi;
+
+/// Several functions' routes behind one router with one merged OpenAPI document, as the
+/// container server serves them.
+pub fn combined_router(parts: impl IntoIterator<Item = Documented>, state: AppState) -> Router {
+    let (mut api, mut routes) = (<CombinedApi as utoipa::OpenApi>::openapi(), OpenApiRouter::new());
+    for (part_api, part_routes) in parts {
+        api.merge(part_api);
+        routes = routes.merge(part_routes);
+    }
+    serve_documented(api, routes, state)
+}
+
+/// `routes` under `/api/v1`, `GET /api/v1/openapi.json` serving `api` completed with them,
+/// problem+json for unknown routes and methods, and a span per request carrying the request id.
+fn serve_documented(api: utoipa::openapi::OpenApi, routes: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, api) = utoipa_axum::router::OpenApiRouter::with_openapi(api)
         .nest("/api/v1", routes)
         .with_state(state)
@@ -67,7 +93,10 @@ pub fn function_router(
 }
 
 async fn request_span(request: Request, next: Next) -> Response {
-    let request_id = request.lambda_context_ref().map(|context| context.request_id.clone()).unwrap_or_default();
+    let request_id = match request.lambda_context_ref() {
+        Some(context) => context.request_id.clone(),
+        None => request_id(request.headers().get("x-request-id").map(HeaderValue::as_bytes)),
+    };
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -77,6 +106,15 @@ async fn request_span(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
     response
+}
+
+/// A caller's `x-request-id` when it is short visible text, or a new one: what ties a
+/// request's log lines together outside Lambda.
+pub fn request_id(given: Option<&[u8]>) -> String {
+    given
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
 /// The strong ETag of a row version.

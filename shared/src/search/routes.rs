@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::customers::model::{CustomerStatus, CustomerType};
 use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{function_router, AppState, Problem, Query};
+use crate::http::{function_router, AppState, Documented, Problem, Query};
 use crate::loyalty::LoyaltyTier;
 use crate::paging::{ListResponse, PageRequest};
 use crate::segments::SegmentCode;
@@ -29,7 +29,12 @@ struct SearchApi;
 
 /// The `search` function's router, with its OpenAPI document at `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> axum::Router {
-    function_router(SearchApi::openapi(), OpenApiRouter::new().routes(routes!(search)), state)
+    function_router(api(), state)
+}
+
+/// The `search` route and its OpenAPI document.
+pub fn api() -> Documented {
+    (SearchApi::openapi(), OpenApiRouter::new().routes(routes!(search)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

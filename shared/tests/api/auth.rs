@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 use crate::helpers::{person, TestApp, SECRET};
 
-fn sign_hs256(secret: &str, claims: serde_json::Value) -> String {
+pub(crate) fn sign_hs256(secret: &str, claims: serde_json::Value) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
-fn claims(org: Uuid, scope: &str, expires_in: i64) -> serde_json::Value {
+pub(crate) fn claims(org: Uuid, scope: &str, expires_in: i64) -> serde_json::Value {
     json!({"sub": "tester", "org_id": org, "scope": scope, "exp": chrono::Utc::now().timestamp() + expires_in})
 }
 

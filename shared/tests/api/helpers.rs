@@ -37,7 +37,8 @@ pub fn hs256_auth() -> AuthConfig {
 }
 
 pub struct TestApp {
-    /// The customers function's router.
+    /// The customers function's router. With `TEST_HTTP_API=server`, all three routers are the
+    /// container server's one router, so the same route tests check its HTTP side.
     pub router: Router,
     /// The credit function's router; requests whose path has `/credit` go here.
     pub credit: Router,
@@ -112,16 +113,17 @@ impl TestApp {
             None => App::new(db.clone()),
         };
         let state = AppState { app: core.clone(), verifier: Arc::new(verifier) };
-        Self {
-            router: shared::customers::routes::router(state.clone()),
-            credit: shared::credit::routes::router(state.clone()),
-            search: shared::search::routes::router(state),
-            db,
-            core,
-            database,
-            org_a: Uuid::new_v4(),
-            org_b: Uuid::new_v4(),
-        }
+        let (router, credit, search) = if std::env::var("TEST_HTTP_API").as_deref() == Ok("server") {
+            let all = shared::routes::all(state);
+            (all.clone(), all.clone(), all)
+        } else {
+            (
+                shared::customers::routes::router(state.clone()),
+                shared::credit::routes::router(state.clone()),
+                shared::search::routes::router(state),
+            )
+        };
+        Self { router, credit, search, db, core, database, org_a: Uuid::new_v4(), org_b: Uuid::new_v4() }
     }
 
     /// A connection as the owner, which sees every tenant: for arranging and asserting.

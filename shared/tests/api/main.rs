@@ -8,6 +8,7 @@ mod customers;
 mod erasure;
 mod events_inbound;
 mod events_outbound;
+mod grpc;
 mod hardening;
 mod helpers;
 mod lambda_event;
