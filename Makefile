@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit bench-search bench-events bench-relay
+.PHONY: dev test services token bench-credit bench-search bench-events bench-relay restart-under-load
 
 dev:
 	@infra/local/dev.sh
@@ -31,3 +31,7 @@ bench-events:
 # one-second runs: runs, duplicates (0) and order, against the local SQS emulator.
 bench-relay:
 	@infra/local/bench.sh relay
+
+# PostgreSQL restarts under 4 credit callers (a private cluster): 201 or 503, never 500, none lost.
+restart-under-load:
+	@infra/local/restart-under-load.sh
