@@ -19,8 +19,16 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret";
-pub const ALL: &[&str] =
-    &["customers:read", "customers:write", "customers:admin", "credit:read", "credit:write", "credit:approve"];
+pub const ALL: &[&str] = &[
+    "customers:read",
+    "customers:write",
+    "customers:admin",
+    "credit:read",
+    "credit:write",
+    "credit:approve",
+    "segments:read",
+    "segments:write",
+];
 
 /// The admin (owner) connection string: `ADMIN_DATABASE_URL`, set by `make test`.
 pub fn admin_url() -> String {
@@ -43,6 +51,8 @@ pub struct TestApp {
     pub credit: Router,
     /// The search function's router; `/customers/search` goes here.
     pub search: Router,
+    /// The segments function's router; `/segments...` and `/customers/{id}/segment...` go here.
+    pub segments: Router,
     /// The runtime role's pool, as the functions use it.
     pub db: Db,
     /// The application handle the routers share (publishing when the app was spawned so).
@@ -115,7 +125,8 @@ impl TestApp {
         Self {
             router: shared::customers::routes::router(state.clone()),
             credit: shared::credit::routes::router(state.clone()),
-            search: shared::search::routes::router(state),
+            search: shared::search::routes::router(state.clone()),
+            segments: shared::segments::routes::router(state),
             db,
             core,
             database,
@@ -137,6 +148,11 @@ impl TestApp {
         let path = request.uri().path();
         let router = if path.starts_with("/api/v1/customers/search") {
             &self.search
+        } else if path.starts_with("/api/v1/segments")
+            || path.ends_with("/segment")
+            || path.ends_with("/segment/recalculate")
+        {
+            &self.segments
         } else if path.contains("/credit") {
             &self.credit
         } else {
