@@ -22,7 +22,7 @@ step "tests (each integration test in its own database)"
 cargo test --workspace
 step "the container server's HTTP side: the route tests again, over its one router"
 TEST_HTTP_API=server cargo test --workspace --test api --quiet -- \
-  auth:: credit:: customers:: erasure:: search:: tenancy:: validation::
+  auth:: credit:: customers:: erasure:: search:: segments:: tenancy:: validation::
 step "template"
 export SAM_CLI_TELEMETRY=0
 sam validate --lint --region "$AWS_REGION" --template-file template.yaml

@@ -2,10 +2,14 @@
 
 use crate::http::{combined_router, AppState};
 
-/// The customers, credit and search routes with one OpenAPI document at `/api/v1/openapi.json`.
+/// The customers, credit, search and segments routes with one OpenAPI document at
+/// `/api/v1/openapi.json`.
 pub fn all(state: AppState) -> axum::Router {
-    combined_router(
-        [crate::customers::routes::api(), crate::credit::routes::api(), crate::search::routes::api()],
-        state,
-    )
+    let functions = [
+        crate::customers::routes::api(),
+        crate::credit::routes::api(),
+        crate::search::routes::api(),
+        crate::segments::routes::api(),
+    ];
+    combined_router(functions, state)
 }

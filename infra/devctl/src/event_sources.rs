@@ -1,7 +1,7 @@
 //! AWS's part around the functions during `make dev`: the SQS event source mapping of
 //! `customers-inbound` (batches of up to 10 to the `events` function, deleting only the
-//! messages it did not report as failed) and the schedules of `outbox-relay` and
-//! `credit-overdue`, all through the invoke API of `cargo lambda watch`.
+//! messages it did not report as failed) and the schedules of `outbox-relay`,
+//! `credit-overdue` and `rfm`, all through the invoke API of `cargo lambda watch`.
 
 use std::time::Duration;
 
@@ -11,8 +11,9 @@ use local_aws::RetryPolicy;
 use serde_json::{json, Value};
 use shared::error::loggable;
 
-/// How often the nightly job runs locally.
+/// How often the nightly jobs run locally (the first run is at start-up).
 const OVERDUE_EVERY: Duration = Duration::from_secs(24 * 3600);
+const RFM_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyhow::Result<()> {
     shared::telemetry::init();
@@ -25,19 +26,22 @@ pub async fn run(endpoint: &str, functions: &str, relay_every: Duration) -> anyh
     invoker.wait_until_serving().await?;
     tracing::info!(
         queue = queues.inbound,
-        "event sources running: inbound queue -> events, timers -> outbox-relay, credit-overdue"
+        "event sources running: inbound queue -> events, timers -> outbox-relay, credit-overdue, rfm"
     );
 
     let timers = invoker.clone();
     tokio::spawn(async move {
         let mut relay = tokio::time::interval(relay_every);
         let mut overdue = tokio::time::interval(OVERDUE_EVERY);
+        let mut rfm = tokio::time::interval(RFM_EVERY);
         relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         overdue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        rfm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (function, event) = tokio::select! {
                 _ = relay.tick() => ("outbox-relay", schedule_event("outbox-relay-every-minute")),
                 _ = overdue.tick() => ("credit-overdue", schedule_event("credit-overdue-nightly")),
+                _ = rfm.tick() => ("rfm", schedule_event("rfm-nightly")),
             };
             match timers.invoke(function, &event).await {
                 Ok(report) if function == "outbox-relay" && report["published"].as_u64() == Some(0) => {}

@@ -146,6 +146,31 @@ pub async fn hold(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<bool> 
     Ok(row.is_some())
 }
 
+/// [`hold`] for many customers at once, in customer id order (so two holders never deadlock);
+/// answers how many of them exist here. For jobs that write events about each of them.
+pub async fn hold_many(tx: &TenantTx<'_>, customer_ids: &[Uuid]) -> anyhow::Result<usize> {
+    if customer_ids.is_empty() {
+        return Ok(0);
+    }
+    let rows = tx
+        .query(
+            "SELECT customer_id FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR NO KEY UPDATE",
+            &[&customer_ids],
+        )
+        .await
+        .context("locking customers")?;
+    Ok(rows.len())
+}
+
+/// Whether the customer exists in this organization (erased ones too).
+pub async fn exists(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<bool> {
+    let row = tx
+        .query_opt("SELECT 1 FROM customers WHERE customer_id = $1", &[&customer_id])
+        .await
+        .context("looking a customer up")?;
+    Ok(row.is_some())
+}
+
 /// Sets the loyalty tier the pricing service decided at `decided_at`, unless a decision as new
 /// or newer is already applied (events may arrive out of order). Answers whether it changed.
 pub async fn set_tier_if_newer(

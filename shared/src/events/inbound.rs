@@ -147,6 +147,10 @@ pub async fn apply(app: &App, sources: &InboundConfig, envelope: &InboundEnvelop
         return Ok(Outcome::Duplicate);
     }
     let customer_id = event.customer_id();
+    if event.moves_purchase_totals() {
+        // Before the customer's row lock, as a segment run takes them (see segments::run).
+        purchases::hold_totals(&tx).await?;
+    }
     if !customers::store::hold(&tx, customer_id).await? {
         return Err(Rejection::UnknownCustomer { organization_id: envelope.organization_id, customer_id });
     }
@@ -159,14 +163,16 @@ pub async fn apply(app: &App, sources: &InboundConfig, envelope: &InboundEnvelop
                 purchases::record_completed(&tx, order.order_id, customer_id, order.total_amount, order.completed_at)
                     .await?;
             if counted {
+                purchases::add_to_totals(&tx, customer_id, order.total_amount, order.completed_at).await?;
                 customers::store::refresh_last_purchase(&tx, customer_id).await?;
             }
             counted
         }
         InboundEvent::OrderCancelled(order) => {
             match purchases::record_cancelled(&tx, order.order_id, customer_id, order.cancelled_at).await? {
-                Some(buyer) => {
-                    customers::store::refresh_last_purchase(&tx, buyer).await?;
+                Some(cancelled) => {
+                    purchases::take_out_of_totals(&tx, cancelled).await?;
+                    customers::store::refresh_last_purchase(&tx, cancelled.customer_id).await?;
                     true
                 }
                 None => false,
@@ -220,6 +226,10 @@ impl InboundEvent {
             return Err(Rejection::FromTheFuture { time: envelope.time });
         }
         Ok(())
+    }
+
+    fn moves_purchase_totals(&self) -> bool {
+        matches!(self, Self::OrderCompleted(_) | Self::OrderCancelled(_))
     }
 
     fn customer_id(&self) -> Uuid {

@@ -17,6 +17,9 @@ pub mod types {
     pub const CUSTOMER_UPDATED: &str = "customers.customer.updated";
     pub const CUSTOMER_STATUS_CHANGED: &str = "customers.customer.status_changed";
     pub const CUSTOMER_ERASED: &str = "customers.customer.erased";
+    /// `{customer_id, old_segment, new_segment, run_id}`: a run or a recalculation moved the
+    /// customer to another segment (`old_segment` null for a first segment).
+    pub const CUSTOMER_SEGMENT_CHANGED: &str = "customers.customer.segment_changed";
     pub const CREDIT_OPENED: &str = "customers.credit.opened";
     pub const CREDIT_APPROVED: &str = "customers.credit.approved";
     pub const CREDIT_LIMIT_CHANGED: &str = "customers.credit.limit_changed";

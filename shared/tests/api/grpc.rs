@@ -245,8 +245,13 @@ async fn health_is_serving_reflection_lists_the_service_and_http_serves_one_docu
     let document: serde_json::Value =
         reqwest::get(format!("{}/api/v1/openapi.json", server.http)).await.unwrap().json().await.unwrap();
     let paths = document["paths"].as_object().unwrap();
-    for path in ["/api/v1/customers/{id}", "/api/v1/customers/{id}/credit/usages", "/api/v1/customers/search"] {
-        assert!(paths.contains_key(path), "{path} missing from the merged document");
+    for path in [
+        "/api/v1/customers/{id}",
+        "/api/v1/customers/{id}/credit/usages",
+        "/api/v1/customers/search",
+        "/api/v1/segments",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the merged document: {:?}", paths.keys());
     }
     server.stop().await;
 }

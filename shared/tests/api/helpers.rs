@@ -19,8 +19,16 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret";
-pub const ALL: &[&str] =
-    &["customers:read", "customers:write", "customers:admin", "credit:read", "credit:write", "credit:approve"];
+pub const ALL: &[&str] = &[
+    "customers:read",
+    "customers:write",
+    "customers:admin",
+    "credit:read",
+    "credit:write",
+    "credit:approve",
+    "segments:read",
+    "segments:write",
+];
 
 /// The admin (owner) connection string: `ADMIN_DATABASE_URL`, set by `make test`.
 pub fn admin_url() -> String {
@@ -44,6 +52,8 @@ pub struct TestApp {
     pub credit: Router,
     /// The search function's router; `/customers/search` goes here.
     pub search: Router,
+    /// The segments function's router; `/segments...` and `/customers/{id}/segment...` go here.
+    pub segments: Router,
     /// The runtime role's pool, as the functions use it.
     pub db: Db,
     /// The application handle the routers share (publishing when the app was spawned so).
@@ -113,17 +123,18 @@ impl TestApp {
             None => App::new(db.clone()),
         };
         let state = AppState { app: core.clone(), verifier: Arc::new(verifier) };
-        let (router, credit, search) = if std::env::var("TEST_HTTP_API").as_deref() == Ok("server") {
+        let (router, credit, search, segments) = if std::env::var("TEST_HTTP_API").as_deref() == Ok("server") {
             let all = shared::routes::all(state);
-            (all.clone(), all.clone(), all)
+            (all.clone(), all.clone(), all.clone(), all)
         } else {
             (
                 shared::customers::routes::router(state.clone()),
                 shared::credit::routes::router(state.clone()),
-                shared::search::routes::router(state),
+                shared::search::routes::router(state.clone()),
+                shared::segments::routes::router(state),
             )
         };
-        Self { router, credit, search, db, core, database, org_a: Uuid::new_v4(), org_b: Uuid::new_v4() }
+        Self { router, credit, search, segments, db, core, database, org_a: Uuid::new_v4(), org_b: Uuid::new_v4() }
     }
 
     /// A connection as the owner, which sees every tenant: for arranging and asserting.
@@ -139,6 +150,11 @@ impl TestApp {
         let path = request.uri().path();
         let router = if path.starts_with("/api/v1/customers/search") {
             &self.search
+        } else if path.starts_with("/api/v1/segments")
+            || path.ends_with("/segment")
+            || path.ends_with("/segment/recalculate")
+        {
+            &self.segments
         } else if path.contains("/credit") {
             &self.credit
         } else {

@@ -15,6 +15,7 @@ mod lambda_event;
 mod logs;
 mod operations;
 mod search;
+mod segments;
 mod tenancy;
 mod tls;
 mod validation;

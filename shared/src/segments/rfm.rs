@@ -1,0 +1,548 @@
+//! RFM scoring, the rules in one place: the window, the breakpoints, the scores, the rule table
+//! and the flags. The nightly SQL is generated from these definitions ([`score_sql`],
+//! [`rules_case_sql`], [`flags_sql`]), and [`score_population`] is the same computation in
+//! plain Rust, which the tests hold the SQL to.
+//!
+//! - **Window.** A run has an as-of date and a window of `window_days` (default 365): the
+//!   completed purchases with `occurred_at >= as_of - window_days` (midnight UTC) count. A
+//!   purchase dated after the as-of date still counts (recency 0).
+//! - **Measures.** Recency: whole days from the newest purchase's UTC date to the as-of date
+//!   (never below 0). Frequency: orders in the window. Monetary: their sum.
+//! - **Breakpoints.** Per organization and measure, the 20/40/60/80th percentiles of the
+//!   window population (customers with at least one purchase in it), interpolated between
+//!   neighbours as PostgreSQL's `percentile_cont` does and rounded to two decimals.
+//! - **Scores**, 1 to 5, 5 best: 1 + the breakpoints the value beats (is above; for recency,
+//!   below) + half the breakpoints it equals, rounded down. The score is a function of the value
+//!   alone, so equal values always score the same. A value equal to k breakpoints could sit in
+//!   any of the k + 1 bins they bound: it gets the middle one, rounded down (a value equal to one
+//!   breakpoint stays below it). So with no contrast at all (one customer, or everyone spending
+//!   the same) every score is 3; with three customers the scores are 1, 3 and 5; with ten
+//!   distinct values each score is given to two customers. When most customers bought once, the
+//!   once-buyers share frequency 2 and any second order lifts a customer to 4.
+//! - **No purchase in the window** (bought only before it, or every order cancelled): no scores
+//!   (null), segment `lost`, no flags. A customer without any purchase has no segment at all.
+
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+
+use super::SegmentCode;
+
+/// The window when a run does not say otherwise.
+pub const DEFAULT_WINDOW_DAYS: u32 = 365;
+/// The longest window a run accepts.
+pub const MAX_WINDOW_DAYS: u32 = 3650;
+
+/// Version of [`RULES`] and of the flags: runs record it, and a run whose previous run used
+/// another version recomputes from scratch.
+pub const RULES_VERSION: i32 = 1;
+
+/// The percentiles the breakpoints are taken at.
+pub const PERCENTILES: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
+
+/// The first instant of the window of a run as of `as_of`.
+pub fn window_start(as_of: NaiveDate, window_days: u32) -> DateTime<Utc> {
+    (as_of - TimeDelta::days(i64::from(window_days))).and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+}
+
+/// Which way a measure improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// The four breakpoints (20/40/60/80th percentiles) of one measure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(value_type = Vec<String>)]
+pub struct Breakpoints(pub [Decimal; 4]);
+
+impl Breakpoints {
+    /// The breakpoints of a population's values; `None` for an empty population.
+    pub fn of(values: &[Decimal]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort();
+        let last = Decimal::from(sorted.len() - 1);
+        Some(Self(PERCENTILES.map(|fraction| {
+            let position = Decimal::try_from(fraction).expect("a percentile") * last;
+            let below = position.floor();
+            let low = sorted[usize::try_from(below).expect("an index")];
+            let high = sorted[usize::try_from(position.ceil()).expect("an index")];
+            (low + (position - below) * (high - low)).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+        })))
+    }
+
+    /// The score of `value`: 1 + breakpoints beaten + half the breakpoints equalled (down).
+    pub fn score(&self, value: Decimal, better: Better) -> u8 {
+        let beaten = self.0.iter().filter(|b| if better == Better::Higher { value > **b } else { value < **b }).count();
+        let tied = self.0.iter().filter(|b| value == **b).count();
+        u8::try_from(1 + beaten + tied / 2).expect("at most 5")
+    }
+}
+
+/// The score SQL of [`Breakpoints::score`]: `value` an SQL expression, `breakpoints` a
+/// `numeric[]` expression of four elements.
+pub fn score_sql(value: &str, breakpoints: &str, better: Better) -> String {
+    let beats = if better == Better::Higher { ">" } else { "<" };
+    let beaten = (1..=4).map(|i| format!("({value} {beats} {breakpoints}[{i}])::int")).collect::<Vec<_>>().join(" + ");
+    let tied = (1..=4).map(|i| format!("({value} = {breakpoints}[{i}])::int")).collect::<Vec<_>>().join(" + ");
+    format!("(1 + {beaten} + ({tied}) / 2)")
+}
+
+/// Recency, frequency and monetary scores, 1 to 5 each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Scores {
+    pub recency: u8,
+    pub frequency: u8,
+    pub monetary: u8,
+}
+
+/// One line of the rule table: the segment of the score triples within all three ranges.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Rule {
+    pub id: &'static str,
+    pub segment: SegmentCode,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "range_text")]
+    pub recency: RangeInclusive<u8>,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "range_text")]
+    pub frequency: RangeInclusive<u8>,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "range_text")]
+    pub monetary: RangeInclusive<u8>,
+    pub meaning: &'static str,
+}
+
+fn range_text<S: serde::Serializer>(range: &RangeInclusive<u8>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format!("{}-{}", range.start(), range.end()))
+}
+
+impl Rule {
+    pub fn matches(&self, scores: Scores) -> bool {
+        self.recency.contains(&scores.recency)
+            && self.frequency.contains(&scores.frequency)
+            && self.monetary.contains(&scores.monetary)
+    }
+}
+
+/// The rule table, version [`RULES_VERSION`]: the first rule that matches decides, and the last
+/// matches everything, so every triple has exactly one segment.
+pub const RULES: &[Rule] = &[
+    Rule {
+        id: "champions",
+        segment: SegmentCode::Champions,
+        recency: 4..=5,
+        frequency: 4..=5,
+        monetary: 4..=5,
+        meaning: "bought recently, often, and spend the most",
+    },
+    Rule {
+        id: "loyal",
+        segment: SegmentCode::Loyal,
+        recency: 3..=5,
+        frequency: 3..=5,
+        monetary: 1..=5,
+        meaning: "buy often and not long ago",
+    },
+    Rule {
+        id: "new",
+        segment: SegmentCode::New,
+        recency: 4..=5,
+        frequency: 1..=1,
+        monetary: 1..=5,
+        meaning: "one of the fewest orders, very recently",
+    },
+    Rule {
+        id: "potential_loyalist",
+        segment: SegmentCode::PotentialLoyalist,
+        recency: 3..=5,
+        frequency: 1..=2,
+        monetary: 1..=5,
+        meaning: "recent, with few orders yet",
+    },
+    Rule {
+        id: "at_risk_frequent",
+        segment: SegmentCode::AtRisk,
+        recency: 1..=2,
+        frequency: 3..=5,
+        monetary: 1..=5,
+        meaning: "bought often, but not for a while",
+    },
+    Rule {
+        id: "at_risk_valuable",
+        segment: SegmentCode::AtRisk,
+        recency: 1..=2,
+        frequency: 1..=2,
+        monetary: 3..=5,
+        meaning: "spent well, but not for a while",
+    },
+    Rule {
+        id: "lost",
+        segment: SegmentCode::Lost,
+        recency: 1..=5,
+        frequency: 1..=5,
+        monetary: 1..=5,
+        meaning: "little, long ago",
+    },
+];
+
+/// The segment of customers with no purchase in the window (and null scores).
+pub const NO_PURCHASE_SEGMENT: SegmentCode = SegmentCode::Lost;
+/// What the explanation names instead of a rule for them.
+pub const NO_PURCHASE_RULE: &str = "no_purchase_in_window";
+
+/// The rule that decides `scores`.
+pub fn rule_for(scores: Scores) -> &'static Rule {
+    RULES.iter().find(|rule| rule.matches(scores)).expect("the last rule matches everything")
+}
+
+/// The SQL `CASE` of [`RULES`] over integer score expressions; `lost` for null scores.
+pub fn rules_case_sql(r: &str, f: &str, m: &str) -> String {
+    let mut sql = format!("CASE WHEN {r} IS NULL THEN '{}'", NO_PURCHASE_SEGMENT.as_str());
+    for rule in RULES {
+        let within = |column: &str, range: &RangeInclusive<u8>| {
+            format!("{column} BETWEEN {} AND {}", range.start(), range.end())
+        };
+        sql += &format!(
+            " WHEN {} AND {} AND {} THEN '{}'",
+            within(r, &rule.recency),
+            within(f, &rule.frequency),
+            within(m, &rule.monetary),
+            rule.segment.as_str()
+        );
+    }
+    sql + " END"
+}
+
+/// A big spender who buys often, whatever the recency: frequency 4+ and monetary 5.
+pub fn is_vip(scores: Scores) -> bool {
+    scores.frequency >= 4 && scores.monetary == 5
+}
+
+/// A valuable customer slipping away: recency 1-2 with frequency or monetary 4+.
+pub fn is_at_risk(scores: Scores) -> bool {
+    scores.recency <= 2 && (scores.frequency >= 4 || scores.monetary >= 4)
+}
+
+/// [`is_vip`] and [`is_at_risk`] in SQL (false for null scores).
+pub fn flags_sql(r: &str, f: &str, m: &str) -> (String, String) {
+    (format!("coalesce({f} >= 4 AND {m} = 5, false)"), format!("coalesce({r} <= 2 AND ({f} >= 4 OR {m} >= 4), false)"))
+}
+
+/// A completed or cancelled purchase, for [`score_population`].
+#[derive(Debug, Clone)]
+pub struct Purchase {
+    pub customer: u32,
+    pub amount: Decimal,
+    pub occurred_at: DateTime<Utc>,
+    pub completed: bool,
+}
+
+/// What a run decides for one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub scores: Option<Scores>,
+    pub segment: SegmentCode,
+    pub is_vip: bool,
+    pub is_at_risk: bool,
+}
+
+/// The breakpoints a run used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunBreakpoints {
+    pub recency: Breakpoints,
+    pub frequency: Breakpoints,
+    pub monetary: Breakpoints,
+}
+
+/// Window measures of one customer: recency days, orders, amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measures {
+    pub recency_days: i64,
+    pub orders: i64,
+    pub amount: Decimal,
+}
+
+impl RunBreakpoints {
+    pub fn scores(&self, measures: Measures) -> Scores {
+        Scores {
+            recency: self.recency.score(Decimal::from(measures.recency_days), Better::Lower),
+            frequency: self.frequency.score(Decimal::from(measures.orders), Better::Higher),
+            monetary: self.monetary.score(measures.amount, Better::Higher),
+        }
+    }
+}
+
+/// The assessment of a customer with these measures (`None`: nothing in the window).
+pub fn assess(breakpoints: Option<&RunBreakpoints>, measures: Option<Measures>) -> Assessment {
+    match (breakpoints, measures) {
+        (Some(breakpoints), Some(measures)) => {
+            let scores = breakpoints.scores(measures);
+            Assessment {
+                scores: Some(scores),
+                segment: rule_for(scores).segment,
+                is_vip: is_vip(scores),
+                is_at_risk: is_at_risk(scores),
+            }
+        }
+        _ => Assessment { scores: None, segment: NO_PURCHASE_SEGMENT, is_vip: false, is_at_risk: false },
+    }
+}
+
+/// Days from the UTC date of `last` to `as_of`, never below 0.
+pub fn recency_days(as_of: NaiveDate, last: DateTime<Utc>) -> i64 {
+    (as_of - last.date_naive()).num_days().max(0)
+}
+
+/// The whole computation for one organization in plain Rust: every customer with a purchase,
+/// with its assessment, and the breakpoints. The reference the SQL is tested against.
+pub fn score_population(
+    purchases: &[Purchase],
+    as_of: NaiveDate,
+    window_days: u32,
+) -> (Option<RunBreakpoints>, std::collections::BTreeMap<u32, Assessment>) {
+    let start = window_start(as_of, window_days);
+    let mut measures: std::collections::BTreeMap<u32, Option<Measures>> = Default::default();
+    let mut last: std::collections::BTreeMap<u32, DateTime<Utc>> = Default::default();
+    for purchase in purchases {
+        let entry = measures.entry(purchase.customer).or_insert(None);
+        if purchase.completed {
+            let newest = last.entry(purchase.customer).or_insert(purchase.occurred_at);
+            *newest = (*newest).max(purchase.occurred_at);
+            if purchase.occurred_at >= start {
+                let m = entry.get_or_insert(Measures { recency_days: 0, orders: 0, amount: Decimal::ZERO });
+                m.orders += 1;
+                m.amount += purchase.amount;
+            }
+        }
+    }
+    for (customer, m) in measures.iter_mut() {
+        if let Some(m) = m {
+            m.recency_days = recency_days(as_of, last[customer]);
+        }
+    }
+    let population: Vec<Measures> = measures.values().flatten().copied().collect();
+    let breakpoints = (|| {
+        Some(RunBreakpoints {
+            recency: Breakpoints::of(&population.iter().map(|m| Decimal::from(m.recency_days)).collect::<Vec<_>>())?,
+            frequency: Breakpoints::of(&population.iter().map(|m| Decimal::from(m.orders)).collect::<Vec<_>>())?,
+            monetary: Breakpoints::of(&population.iter().map(|m| m.amount).collect::<Vec<_>>())?,
+        })
+    })();
+    let assessments = measures.into_iter().map(|(customer, m)| (customer, assess(breakpoints.as_ref(), m))).collect();
+    (breakpoints, assessments)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A decimal from its literal text.
+    macro_rules! dec {
+        ($value:literal) => {
+            <Decimal as std::str::FromStr>::from_str(stringify!($value)).unwrap()
+        };
+    }
+
+    fn as_of() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()
+    }
+
+    fn days_ago(days: i64) -> DateTime<Utc> {
+        (as_of() - TimeDelta::days(days)).and_hms_opt(15, 0, 0).unwrap().and_utc()
+    }
+
+    fn bought(customer: u32, days: i64, amount: Decimal) -> Purchase {
+        Purchase { customer, amount, occurred_at: days_ago(days), completed: true }
+    }
+
+    fn scores(r: u8, f: u8, m: u8) -> Option<Scores> {
+        Some(Scores { recency: r, frequency: f, monetary: m })
+    }
+
+    fn decimals(values: &[i64]) -> Vec<Decimal> {
+        values.iter().map(|v| Decimal::from(*v)).collect()
+    }
+
+    #[test]
+    fn breakpoints_interpolate_between_neighbours_as_percentile_cont_does() {
+        let ten = Breakpoints::of(&decimals(&[10, 9, 8, 7, 6, 5, 4, 3, 2, 1])).unwrap();
+        assert_eq!(ten.0, [dec!(2.80), dec!(4.60), dec!(6.40), dec!(8.20)]);
+        let three = Breakpoints::of(&decimals(&[1, 2, 5])).unwrap();
+        assert_eq!(three.0, [dec!(1.40), dec!(1.80), dec!(2.60), dec!(3.80)]);
+        assert_eq!(Breakpoints::of(&[]), None);
+    }
+
+    #[test]
+    fn ten_distinct_values_give_each_score_to_two_customers() {
+        let breakpoints = Breakpoints::of(&decimals(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).unwrap();
+        let higher: Vec<u8> = (1..=10).map(|v| breakpoints.score(Decimal::from(v), Better::Higher)).collect();
+        assert_eq!(higher, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        let lower: Vec<u8> = (1..=10).map(|v| breakpoints.score(Decimal::from(v), Better::Lower)).collect();
+        assert_eq!(lower, [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+    }
+
+    #[test]
+    fn five_customers_with_the_same_order_count_get_the_same_frequency() {
+        let orders = [1, 1, 2, 3, 3, 3, 3, 3, 4, 9];
+        let breakpoints = Breakpoints::of(&decimals(&orders)).unwrap();
+        let threes: Vec<u8> =
+            orders.iter().filter(|o| **o == 3).map(|o| breakpoints.score(Decimal::from(*o), Better::Higher)).collect();
+        assert_eq!(threes.len(), 5);
+        assert!(threes.iter().all(|s| *s == threes[0]), "{threes:?}");
+        // Breakpoints 1.80, 3, 3, 3.20: a 3 equals two of them and takes the middle of bins 2-4.
+        assert_eq!(breakpoints.0, [dec!(1.80), dec!(3.00), dec!(3.00), dec!(3.20)]);
+        assert_eq!(threes[0], 3);
+        assert_eq!(breakpoints.score(dec!(4), Better::Higher), 5);
+        assert_eq!(breakpoints.score(dec!(1), Better::Higher), 1);
+    }
+
+    #[test]
+    fn a_value_on_a_single_breakpoint_stays_below_it() {
+        let breakpoints = Breakpoints([dec!(1), dec!(2), dec!(3), dec!(4)]);
+        assert_eq!(breakpoints.score(dec!(2), Better::Higher), 2);
+        assert_eq!(breakpoints.score(dec!(2), Better::Lower), 3);
+    }
+
+    #[test]
+    fn a_one_customer_organization_scores_three_three_three() {
+        let (breakpoints, assessed) = score_population(&[bought(7, 3, dec!(50.00))], as_of(), 365);
+        assert_eq!(breakpoints.unwrap().monetary.0, [dec!(50.00); 4]);
+        let only = &assessed[&7];
+        assert_eq!(only.scores, scores(3, 3, 3));
+        assert_eq!(only.segment, SegmentCode::Loyal);
+    }
+
+    #[test]
+    fn a_three_customer_organization_spreads_one_three_five() {
+        let purchases = [
+            bought(1, 200, dec!(10.00)),
+            bought(2, 100, dec!(20.00)),
+            bought(2, 90, dec!(20.00)),
+            bought(3, 5, dec!(100.00)),
+            bought(3, 6, dec!(100.00)),
+            bought(3, 7, dec!(100.00)),
+        ];
+        let (_, assessed) = score_population(&purchases, as_of(), 365);
+        assert_eq!(assessed[&1].scores, scores(1, 1, 1));
+        assert_eq!(assessed[&2].scores, scores(3, 3, 3));
+        assert_eq!(assessed[&3].scores, scores(5, 5, 5));
+        assert_eq!(assessed[&1].segment, SegmentCode::Lost);
+        assert_eq!(assessed[&3].segment, SegmentCode::Champions);
+        assert!(assessed[&3].is_vip);
+    }
+
+    #[test]
+    fn a_ten_customer_organization_gives_two_customers_each_score() {
+        // Customer c bought c times, for c x 10.00 each time, most recently 10 x c days ago.
+        let purchases: Vec<Purchase> = (1..=10u32)
+            .flat_map(|c| (0..c).map(move |i| bought(c, 10 * i64::from(c) + i64::from(i), Decimal::from(c * 10))))
+            .collect();
+        let (_, assessed) = score_population(&purchases, as_of(), 365);
+        let f: Vec<u8> = (1..=10).map(|c| assessed[&c].scores.unwrap().frequency).collect();
+        let m: Vec<u8> = (1..=10).map(|c| assessed[&c].scores.unwrap().monetary).collect();
+        let r: Vec<u8> = (1..=10).map(|c| assessed[&c].scores.unwrap().recency).collect();
+        assert_eq!(f, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(m, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(r, [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+        assert_eq!(assessed[&1].segment, SegmentCode::New);
+        assert_eq!(assessed[&10].segment, SegmentCode::AtRisk);
+        assert!(assessed[&10].is_at_risk);
+    }
+
+    #[test]
+    fn all_equal_monetary_values_score_three_for_everyone() {
+        let purchases: Vec<Purchase> = (1..=6u32).map(|c| bought(c, i64::from(c) * 20, dec!(25.00))).collect();
+        let (breakpoints, assessed) = score_population(&purchases, as_of(), 365);
+        assert_eq!(breakpoints.unwrap().monetary.0, [dec!(25.00); 4]);
+        assert!(assessed.values().all(|a| a.scores.unwrap().monetary == 3));
+    }
+
+    #[test]
+    fn purchases_only_outside_the_window_leave_null_scores_and_the_no_purchase_segment() {
+        let purchases = [
+            bought(1, 400, dec!(900.00)),
+            Purchase { customer: 2, amount: dec!(50.00), occurred_at: days_ago(2), completed: false },
+            bought(3, 10, dec!(20.00)),
+        ];
+        let (breakpoints, assessed) = score_population(&purchases, as_of(), 365);
+        let none = Assessment { scores: None, segment: SegmentCode::Lost, is_vip: false, is_at_risk: false };
+        assert_eq!(assessed[&1], none);
+        assert_eq!(assessed[&2], none);
+        // The population is customer 3 alone: the old 900.00 moves no breakpoint.
+        assert_eq!(breakpoints.unwrap().monetary.0, [dec!(20.00); 4]);
+        assert_eq!(assessed[&3].scores, scores(3, 3, 3));
+        // A 5-day window leaves customer 3 out too.
+        let (breakpoints, assessed) = score_population(&purchases, as_of(), 5);
+        assert_eq!(breakpoints, None);
+        assert_eq!(assessed[&3].segment, NO_PURCHASE_SEGMENT);
+    }
+
+    #[test]
+    fn the_window_starts_at_midnight_utc_window_days_before_the_as_of_date() {
+        assert_eq!(window_start(as_of(), 365).to_rfc3339(), "2025-06-30T00:00:00+00:00");
+        assert_eq!(recency_days(as_of(), days_ago(-1)), 0);
+        assert_eq!(recency_days(as_of(), days_ago(3)), 3);
+    }
+
+    #[test]
+    fn every_one_of_the_125_score_triples_maps_to_exactly_one_segment() {
+        let mut per_segment: HashMap<SegmentCode, usize> = HashMap::new();
+        let mut per_rule: HashMap<&str, usize> = HashMap::new();
+        for r in 1..=5 {
+            for f in 1..=5 {
+                for m in 1..=5 {
+                    let triple = Scores { recency: r, frequency: f, monetary: m };
+                    let matching: Vec<&Rule> = RULES.iter().filter(|rule| rule.matches(triple)).collect();
+                    assert!(!matching.is_empty(), "{triple:?} matches no rule");
+                    let rule = rule_for(triple);
+                    assert_eq!(rule.id, matching[0].id, "first match wins");
+                    *per_segment.entry(rule.segment).or_default() += 1;
+                    *per_rule.entry(rule.id).or_default() += 1;
+                    // Spot checks of what each segment means.
+                    match rule.segment {
+                        SegmentCode::Champions => assert!(r >= 4 && f >= 4 && m >= 4),
+                        SegmentCode::New => assert!(r >= 4 && f == 1),
+                        SegmentCode::AtRisk | SegmentCode::Lost => assert!(r <= 2),
+                        SegmentCode::Loyal | SegmentCode::PotentialLoyalist => assert!(r >= 3),
+                    }
+                }
+            }
+        }
+        assert_eq!(per_segment.values().sum::<usize>(), 125);
+        assert_eq!(
+            [
+                SegmentCode::Champions,
+                SegmentCode::Loyal,
+                SegmentCode::PotentialLoyalist,
+                SegmentCode::New,
+                SegmentCode::AtRisk,
+                SegmentCode::Lost
+            ]
+            .map(|s| per_segment.get(&s).copied().unwrap_or(0)),
+            [8, 37, 20, 10, 42, 8]
+        );
+        // Every rule decides at least one triple: none is shadowed by those above it.
+        assert!(RULES.iter().all(|rule| per_rule.contains_key(rule.id)), "{per_rule:?}");
+    }
+
+    #[test]
+    fn the_sql_case_lists_the_rules_in_order_and_null_scores_are_lost() {
+        let sql = rules_case_sql("r", "f", "m");
+        assert!(sql.starts_with("CASE WHEN r IS NULL THEN 'lost' WHEN r BETWEEN 4 AND 5 AND f BETWEEN 4 AND 5"));
+        assert_eq!(sql.matches(" WHEN ").count(), RULES.len() + 1);
+        assert_eq!(
+            score_sql("v", "b", Better::Lower),
+            "(1 + (v < b[1])::int + (v < b[2])::int + (v < b[3])::int + (v < b[4])::int + \
+             ((v = b[1])::int + (v = b[2])::int + (v = b[3])::int + (v = b[4])::int) / 2)"
+        );
+    }
+}

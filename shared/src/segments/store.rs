@@ -1,0 +1,526 @@
+//! Segment SQL: the run's set-based statements, the run records and the reads. Every function
+//! runs inside a tenant transaction; row-level security scopes the rows.
+//!
+//! A run works over a *source* of per-customer totals with the columns `customer_id`,
+//! `window_orders`, `window_amount`, `last_purchase_at` (and the lifetime totals): either
+//! `customer_segments` itself (the incremental path) or `rfm_totals`, a temporary table
+//! aggregated from the purchases (the from-scratch path). Breakpoints and scores are computed
+//! by the same SQL over either, generated from the rules in [`super::rfm`].
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::model::{CustomerSegmentRow, SegmentMember, SegmentRun, SegmentSummary};
+use super::rfm::{self, Better, Breakpoints, RunBreakpoints};
+use super::SegmentCode;
+use crate::db::TenantTx;
+use crate::money::Money;
+
+/// Longest statement and lock wait of a run's transactions (the runtime role's defaults are a
+/// few seconds).
+pub const RUN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+const RUN_LOCK_TIMEOUT: &str = "60s";
+
+/// Lets this transaction's statements and lock waits run as long as a whole organization needs.
+pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+    tx.allow_statements_for(RUN_STATEMENT_TIMEOUT).await?;
+    tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&RUN_LOCK_TIMEOUT])
+        .await
+        .context("raising the lock timeout")?;
+    Ok(())
+}
+
+/// Serializes the writers of the organization's scores and segments (runs, single
+/// recalculations) until the transaction ends.
+pub async fn lock_scores(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('segment runs ' || $1::text, 0))",
+        &[&tx.organization_id().to_string()],
+    )
+    .await
+    .context("waiting for the organization's segment writers")?;
+    Ok(())
+}
+
+/// Keeps the consumer from adding to the organization's totals until the transaction ends (it
+/// takes the same lock shared, see `purchases::hold_totals`).
+pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('segment totals ' || $1::text, 0))",
+        &[&tx.organization_id().to_string()],
+    )
+    .await
+    .context("waiting for the consumers of the organization's purchases")?;
+    Ok(())
+}
+
+/// Where the organization's totals count the window from; `None` before its first run.
+pub async fn window_floor(tx: &TenantTx<'_>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let row = tx.query_opt("SELECT counted_from FROM segment_windows", &[]).await.context("reading the window")?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+pub async fn set_window_floor(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO segment_windows (organization_id, counted_from) VALUES (current_organization_id(), $1) \
+         ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, updated_at = now()",
+        &[&counted_from],
+    )
+    .await
+    .context("moving the window")?;
+    Ok(())
+}
+
+/// Takes the completed purchases of `[from, to)` out of the window totals: what slid out of the
+/// window since the last run. Answers the customers touched.
+pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<u64> {
+    if to <= from {
+        return Ok(0);
+    }
+    tx.execute(
+        "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
+             window_amount = s.window_amount - slid.amount, updated_at = now() \
+         FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
+               WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 \
+               GROUP BY customer_id) AS slid \
+         WHERE s.customer_id = slid.customer_id",
+        &[&from, &to],
+    )
+    .await
+    .context("taking out what slid out of the window")
+}
+
+const TOTALS_COLUMNS: &str =
+    "customer_id, window_orders, window_amount, total_orders, lifetime_value, average_order_value, last_purchase_at";
+
+/// Aggregates every purchase of the organization into the temporary table `rfm_totals`: the
+/// totals a customer's row would hold if the consumer had kept them since `window_start`.
+pub async fn stage_totals_from_purchases(tx: &TenantTx<'_>, window_start: DateTime<Utc>) -> anyhow::Result<u64> {
+    tx.execute(
+        "CREATE TEMPORARY TABLE rfm_totals (customer_id uuid, window_orders integer, window_amount numeric, \
+             total_orders integer, lifetime_value numeric, average_order_value numeric, last_purchase_at timestamptz) \
+         ON COMMIT DROP",
+        &[],
+    )
+    .await
+    .context("creating the totals table")?;
+    let sql = format!(
+        "INSERT INTO rfm_totals ({TOTALS_COLUMNS}) \
+         SELECT customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+                CASE WHEN total_orders > 0 THEN round(lifetime_value / total_orders, 2) ELSE 0 END, last_purchase_at \
+         FROM (SELECT customer_id, \
+                   (count(*) FILTER (WHERE status = 'completed' AND occurred_at >= $1))::int AS window_orders, \
+                   coalesce(sum(total_amount) FILTER (WHERE status = 'completed' AND occurred_at >= $1), 0) AS window_amount, \
+                   (count(*) FILTER (WHERE status = 'completed'))::int AS total_orders, \
+                   coalesce(sum(total_amount) FILTER (WHERE status = 'completed'), 0) AS lifetime_value, \
+                   max(occurred_at) FILTER (WHERE status = 'completed') AS last_purchase_at \
+               FROM purchases GROUP BY customer_id) AS aggregated"
+    );
+    let staged = tx.execute(&sql, &[&window_start]).await.context("aggregating the purchases")?;
+    tx.execute("ANALYZE rfm_totals", &[]).await.context("analyzing the totals")?;
+    Ok(staged)
+}
+
+/// The recency in days of a source row as of `$as_of`.
+fn recency_days_sql(as_of: &str) -> String {
+    format!("greatest(0, {as_of}::date - (t.last_purchase_at AT TIME ZONE 'UTC')::date)")
+}
+
+/// The breakpoints of the window population of `source` (`customer_segments` or `rfm_totals`),
+/// and its size.
+pub async fn breakpoints(
+    tx: &TenantTx<'_>,
+    source: &str,
+    as_of: NaiveDate,
+) -> anyhow::Result<(i64, Option<RunBreakpoints>)> {
+    let rounded = |column: &str| {
+        format!("ARRAY(SELECT round(v::numeric, 2) FROM unnest({column}) WITH ORDINALITY AS u(v, i) ORDER BY i)")
+    };
+    let percentiles = format!("percentile_cont('{{{}}}'::float8[])", rfm::PERCENTILES.map(|p| p.to_string()).join(","));
+    let sql = format!(
+        "SELECT n, {}, {}, {} FROM ( \
+             SELECT count(*) AS n, \
+                 {percentiles} WITHIN GROUP (ORDER BY {}) AS r, \
+                 {percentiles} WITHIN GROUP (ORDER BY t.window_orders) AS f, \
+                 {percentiles} WITHIN GROUP (ORDER BY t.window_amount) AS m \
+             FROM {source} t WHERE t.window_orders > 0) AS p",
+        rounded("r"),
+        rounded("f"),
+        rounded("m"),
+        recency_days_sql("$1"),
+    );
+    let row = tx.query_one(&sql, &[&as_of]).await.context("computing the breakpoints")?;
+    let population: i64 = row.get(0);
+    let array = |i: usize| -> Option<Breakpoints> {
+        let values: Vec<Decimal> = row.get(i);
+        <[Decimal; 4]>::try_from(values).ok().map(Breakpoints)
+    };
+    let breakpoints = match (array(1), array(2), array(3)) {
+        (Some(recency), Some(frequency), Some(monetary)) if population > 0 => {
+            Some(RunBreakpoints { recency, frequency, monetary })
+        }
+        _ => None,
+    };
+    Ok((population, breakpoints))
+}
+
+/// The rows of `source` (aliased `t`) with their new scores `r`, `f`, `m`, `new_segment`,
+/// `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (numeric[]) as of `$4`.
+fn scored_sql(source: &str) -> String {
+    let days = recency_days_sql("$4");
+    let r = rfm::score_sql("x.days", "($1::numeric[])", Better::Lower);
+    let f = rfm::score_sql("t.window_orders", "($2::numeric[])", Better::Higher);
+    let m = rfm::score_sql("t.window_amount", "($3::numeric[])", Better::Higher);
+    let case = rfm::rules_case_sql("sc.r", "sc.f", "sc.m");
+    let (vip, risk) = rfm::flags_sql("sc.r", "sc.f", "sc.m");
+    format!(
+        "SELECT t.*, sc.r, sc.f, sc.m, {case} AS new_segment, {vip} AS new_vip, {risk} AS new_risk \
+         FROM {source} t \
+         CROSS JOIN LATERAL (SELECT {days} AS days) x \
+         CROSS JOIN LATERAL (SELECT CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
+                                    CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
+                                    CASE WHEN t.window_orders > 0 THEN {m} END AS m) sc"
+    )
+}
+
+fn breakpoint_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<Decimal>>; 3] {
+    match breakpoints {
+        Some(b) => [Some(b.recency.0.to_vec()), Some(b.frequency.0.to_vec()), Some(b.monetary.0.to_vec())],
+        None => [None, None, None],
+    }
+}
+
+/// Creates the temporary table `rfm_changes`: the rows a run writes.
+async fn create_changes(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+    tx.execute(
+        "CREATE TEMPORARY TABLE rfm_changes (customer_id uuid PRIMARY KEY, window_orders integer, \
+             window_amount numeric, total_orders integer, lifetime_value numeric, average_order_value numeric, \
+             last_purchase_at timestamptz, r integer, f integer, m integer, segment_code text, is_vip boolean, \
+             is_at_risk boolean, old_segment text) ON COMMIT DROP",
+        &[],
+    )
+    .await
+    .context("creating the changes table")?;
+    Ok(())
+}
+
+/// Stages the rows of `customer_segments` whose scores, segment or flags change under
+/// `breakpoints` (the incremental path). Answers how many.
+pub async fn stage_score_changes(
+    tx: &TenantTx<'_>,
+    breakpoints: Option<&RunBreakpoints>,
+    as_of: NaiveDate,
+) -> anyhow::Result<u64> {
+    create_changes(tx).await?;
+    let sql = format!(
+        "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
+         SELECT n.customer_id, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk, n.segment_code \
+         FROM ({}) n \
+         WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+               (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
+        scored_sql("customer_segments")
+    );
+    let [r, f, m] = breakpoint_params(breakpoints);
+    tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers")
+}
+
+/// Stages the rows of `rfm_totals` whose totals, scores, segment or flags differ from
+/// `customer_segments` (the from-scratch path). Answers how many.
+pub async fn stage_all_changes(
+    tx: &TenantTx<'_>,
+    breakpoints: Option<&RunBreakpoints>,
+    as_of: NaiveDate,
+) -> anyhow::Result<u64> {
+    create_changes(tx).await?;
+    let sql = format!(
+        "INSERT INTO rfm_changes (customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
+         SELECT n.customer_id, n.window_orders, n.window_amount, n.total_orders, n.lifetime_value, \
+             n.average_order_value, n.last_purchase_at, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk, \
+             s.segment_code \
+         FROM ({}) n LEFT JOIN customer_segments s ON s.customer_id = n.customer_id \
+         WHERE s.customer_id IS NULL \
+            OR (n.window_orders, n.window_amount, n.total_orders, n.lifetime_value, n.average_order_value, \
+                n.last_purchase_at, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+               (s.window_orders, s.window_amount, s.total_orders, s.lifetime_value, s.average_order_value, \
+                s.last_purchase_at, s.rfm_recency, s.rfm_frequency, s.rfm_monetary, s.segment_code, s.is_vip, \
+                s.is_at_risk)",
+        scored_sql("rfm_totals")
+    );
+    let [r, f, m] = breakpoint_params(breakpoints);
+    tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers from scratch")
+}
+
+/// The customers of the staged changes whose segment changes, in id order.
+pub async fn staged_segment_changes(tx: &TenantTx<'_>) -> anyhow::Result<Vec<Uuid>> {
+    let rows = tx
+        .query(
+            "SELECT customer_id FROM rfm_changes WHERE segment_code IS DISTINCT FROM old_segment ORDER BY customer_id",
+            &[],
+        )
+        .await
+        .context("listing segment changes")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+const SCORE_ASSIGNMENTS: &str = "rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
+    segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $1, \
+    calculated_at = now(), updated_at = now()";
+
+/// Writes the staged scores (incremental path: the totals stay the consumer's).
+pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
+    let sql = format!(
+        "UPDATE customer_segments s SET {SCORE_ASSIGNMENTS} FROM rfm_changes c WHERE s.customer_id = c.customer_id"
+    );
+    tx.execute(&sql, &[&run_id]).await.context("writing the scores")
+}
+
+/// Writes the staged totals and scores (from-scratch path), creating missing rows.
+pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
+    tx.execute(
+        "INSERT INTO customer_segments AS s (organization_id, customer_id, window_orders, window_amount, \
+             total_orders, lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, \
+             rfm_monetary, segment_code, is_vip, is_at_risk, run_id, calculated_at) \
+         SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now() \
+         FROM rfm_changes \
+         ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
+             window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
+             total_orders = EXCLUDED.total_orders, lifetime_value = EXCLUDED.lifetime_value, \
+             average_order_value = EXCLUDED.average_order_value, last_purchase_at = EXCLUDED.last_purchase_at, \
+             rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
+             rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
+             is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
+             calculated_at = EXCLUDED.calculated_at, updated_at = now()",
+        &[&run_id],
+    )
+    .await
+    .context("writing the totals and scores")
+}
+
+/// Writes one `customers.customer.segment_changed` event per staged segment change, in one
+/// statement (the envelope of `events::Envelope`; ids, codes and the run only).
+pub async fn record_segment_events(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
+    let event_type = crate::events::types::CUSTOMER_SEGMENT_CHANGED;
+    let nil = Uuid::nil();
+    let group_prefix = crate::events::message_group(event_type, nil).trim_end_matches(&nil.to_string()).to_string();
+    let now = Utc::now();
+    let time = serde_json::to_value(now).context("serializing the event time")?;
+    tx.execute(
+        "INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
+         SELECT e.id, current_organization_id(), $1::text, $2::text || c.customer_id::text, \
+             jsonb_build_object('id', e.id, 'type', $1::text, 'source', $3::text, 'time', $4::jsonb, \
+                 'organization_id', current_organization_id(), \
+                 'data', jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
+                     'new_segment', c.segment_code, 'run_id', $5::uuid)), \
+             $6 \
+         FROM rfm_changes c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
+         WHERE c.segment_code IS DISTINCT FROM c.old_segment \
+         ORDER BY c.customer_id",
+        &[&event_type, &group_prefix, &crate::events::SOURCE, &time, &run_id, &now],
+    )
+    .await
+    .context("writing segment events to the outbox")
+}
+
+/// Customers per segment code (`None`: not scored yet).
+pub async fn segment_counts(tx: &TenantTx<'_>) -> anyhow::Result<Vec<(Option<SegmentCode>, i64)>> {
+    let rows = tx
+        .query("SELECT segment_code, count(*) FROM customer_segments GROUP BY segment_code ORDER BY 1", &[])
+        .await
+        .context("counting segments")?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+pub async fn insert_run(tx: &TenantTx<'_>, run: &SegmentRun) -> anyhow::Result<()> {
+    let [r, f, m] = breakpoint_params(run.breakpoints.as_ref().map(|b| b.to_run()).as_ref());
+    tx.execute(
+        "INSERT INTO segment_runs (run_id, organization_id, trigger, mode, as_of, window_days, window_start, \
+             rules_version, recency_breakpoints, frequency_breakpoints, monetary_breakpoints, customers_scored, \
+             customers_total, segment_counts, rows_written, changes, events, started_at, finished_at, duration_ms) \
+         VALUES ($1, current_organization_id(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19)",
+        &[
+            &run.run_id,
+            &run.trigger,
+            &run.mode,
+            &run.as_of,
+            &run.window_days,
+            &run.window_start,
+            &run.rules_version,
+            &r,
+            &f,
+            &m,
+            &run.customers_scored,
+            &run.customers_total,
+            &run.segment_counts,
+            &run.rows_written,
+            &run.changes,
+            &run.events,
+            &run.started_at,
+            &run.finished_at,
+            &run.duration_ms,
+        ],
+    )
+    .await
+    .context("recording the run")?;
+    Ok(())
+}
+
+fn run_from_row(row: &Row) -> SegmentRun {
+    let breakpoints = |column: &str| -> Option<Breakpoints> {
+        let values: Option<Vec<Decimal>> = row.get(column);
+        values.and_then(|values| <[Decimal; 4]>::try_from(values).ok()).map(Breakpoints)
+    };
+    let breakpoints = match (
+        breakpoints("recency_breakpoints"),
+        breakpoints("frequency_breakpoints"),
+        breakpoints("monetary_breakpoints"),
+    ) {
+        (Some(recency), Some(frequency), Some(monetary)) => {
+            Some(super::model::BreakpointsView::from(RunBreakpoints { recency, frequency, monetary }))
+        }
+        _ => None,
+    };
+    SegmentRun {
+        run_id: row.get("run_id"),
+        trigger: row.get("trigger"),
+        mode: row.get("mode"),
+        as_of: row.get("as_of"),
+        window_days: row.get("window_days"),
+        window_start: row.get("window_start"),
+        rules_version: row.get("rules_version"),
+        breakpoints,
+        customers_scored: row.get("customers_scored"),
+        customers_total: row.get("customers_total"),
+        segment_counts: row.get::<_, Value>("segment_counts"),
+        rows_written: row.get("rows_written"),
+        changes: row.get("changes"),
+        events: row.get("events"),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+        duration_ms: row.get("duration_ms"),
+    }
+}
+
+/// The organization's latest run.
+pub async fn last_run(tx: &TenantTx<'_>) -> anyhow::Result<Option<SegmentRun>> {
+    let row = tx
+        .query_opt("SELECT * FROM segment_runs ORDER BY finished_at DESC, run_id DESC LIMIT 1", &[])
+        .await
+        .context("reading the last run")?;
+    Ok(row.as_ref().map(run_from_row))
+}
+
+const ROW_COLUMNS: &str = "customer_id, segment_code, rfm_recency, rfm_frequency, rfm_monetary, rfm_score, \
+    window_orders, window_amount, total_orders, lifetime_value, average_order_value, last_purchase_at, is_vip, \
+    is_at_risk, calculated_at, run_id";
+
+fn segment_row(row: &Row) -> CustomerSegmentRow {
+    CustomerSegmentRow {
+        customer_id: row.get("customer_id"),
+        segment_code: row.get("segment_code"),
+        rfm_recency: row.get("rfm_recency"),
+        rfm_frequency: row.get("rfm_frequency"),
+        rfm_monetary: row.get("rfm_monetary"),
+        rfm_score: row.get("rfm_score"),
+        window_orders: row.get("window_orders"),
+        window_amount: Money::from_decimal(row.get("window_amount")),
+        total_orders: row.get("total_orders"),
+        lifetime_value: Money::from_decimal(row.get("lifetime_value")),
+        average_order_value: Money::from_decimal(row.get("average_order_value")),
+        last_purchase_at: row.get("last_purchase_at"),
+        is_vip: row.get("is_vip"),
+        is_at_risk: row.get("is_at_risk"),
+        calculated_at: row.get("calculated_at"),
+        run_id: row.get("run_id"),
+    }
+}
+
+/// A customer's segment row, `None` when the customer has no purchase fact.
+pub async fn find(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<Option<CustomerSegmentRow>> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM customer_segments WHERE customer_id = $1");
+    let row = tx.query_opt(&sql, &[&customer_id]).await.context("reading a segment")?;
+    Ok(row.as_ref().map(segment_row))
+}
+
+/// Rescores one customer against a run's breakpoints and as-of date, the nightly SQL filtered
+/// to that row; answers the row before and after (`None`: no purchase fact).
+pub async fn rescore_one(
+    tx: &TenantTx<'_>,
+    customer_id: Uuid,
+    run: &SegmentRun,
+) -> anyhow::Result<Option<(CustomerSegmentRow, CustomerSegmentRow)>> {
+    let Some(before) = find(tx, customer_id).await? else {
+        return Ok(None);
+    };
+    let [r, f, m] = breakpoint_params(run.breakpoints.as_ref().map(|b| b.to_run()).as_ref());
+    let sql = format!(
+        "UPDATE customer_segments s SET rfm_recency = n.r, rfm_frequency = n.f, rfm_monetary = n.m, \
+             segment_code = n.new_segment, is_vip = n.new_vip, is_at_risk = n.new_risk, run_id = $6, \
+             calculated_at = now(), updated_at = now() \
+         FROM ({}) n \
+         WHERE s.customer_id = $5 AND n.customer_id = $5 \
+           AND (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+               (s.rfm_recency, s.rfm_frequency, s.rfm_monetary, s.segment_code, s.is_vip, s.is_at_risk)",
+        scored_sql("customer_segments")
+    );
+    tx.execute(&sql, &[&r, &f, &m, &run.as_of, &customer_id, &run.run_id]).await.context("rescoring a customer")?;
+    let after = find(tx, customer_id).await?.context("the segment row vanished")?;
+    Ok(Some((before, after)))
+}
+
+/// Per segment code: customers and their average lifetime value.
+pub async fn summary(tx: &TenantTx<'_>) -> anyhow::Result<Vec<SegmentSummary>> {
+    let rows = tx
+        .query(
+            "SELECT segment_code, count(*), round(avg(lifetime_value), 2) FROM customer_segments \
+             GROUP BY segment_code",
+            &[],
+        )
+        .await
+        .context("summarizing segments")?;
+    Ok(rows
+        .iter()
+        .map(|row| SegmentSummary {
+            segment_code: row.get(0),
+            customers: row.get(1),
+            share: 0.0,
+            average_lifetime_value: Money::from_decimal(row.get::<_, Option<Decimal>>(2).unwrap_or_default()),
+        })
+        .collect())
+}
+
+/// The customers of a segment after `after`, in id order.
+pub async fn members(
+    tx: &TenantTx<'_>,
+    segment: SegmentCode,
+    after: Option<Uuid>,
+    limit: i64,
+) -> anyhow::Result<Vec<SegmentMember>> {
+    let rows = tx
+        .query(
+            "SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value FROM customer_segments \
+             WHERE organization_id = $1 AND segment_code = $2 AND ($3::uuid IS NULL OR customer_id > $3) \
+             ORDER BY customer_id LIMIT $4",
+            &[&tx.organization_id(), &segment, &after, &limit],
+        )
+        .await
+        .context("listing a segment's customers")?;
+    Ok(rows
+        .iter()
+        .map(|row| SegmentMember {
+            customer_id: row.get(0),
+            rfm_recency: row.get(1),
+            rfm_frequency: row.get(2),
+            rfm_monetary: row.get(3),
+            lifetime_value: Money::from_decimal(row.get(4)),
+        })
+        .collect())
+}

@@ -1,0 +1,419 @@
+//! RFM segments: the nightly run (both paths), single recalculation, events, tenancy and the
+//! routes of the `segments` function, against purchases applied by the real consumer.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use http::{Method, StatusCode};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use shared::config::InboundConfig;
+use shared::events::inbound::{apply, InboundEnvelope};
+use shared::segments::rfm::{self, Purchase};
+use shared::segments::{run_organization, RunOptions, SegmentCode, Trigger};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn days_ago(days: i64) -> DateTime<Utc> {
+    Utc::now() - Duration::days(days)
+}
+
+fn options(as_of: NaiveDate, from_scratch: bool) -> RunOptions {
+    RunOptions { as_of, window_days: 365, from_scratch, trigger: Trigger::Nightly }
+}
+
+/// An organization's customers and the purchases the consumer applied, mirrored for the model.
+struct Shop {
+    organization: Uuid,
+    customers: Vec<Uuid>,
+    purchases: Vec<(Uuid, Purchase)>,
+}
+
+impl Shop {
+    async fn open(app: &TestApp, organization: Uuid, customers: usize) -> Self {
+        let mut ids = Vec::new();
+        for i in 0..customers {
+            ids.push(app.create_customer(organization, person("Cliente", &format!("Rfm{i}"))).await);
+        }
+        Self { organization, customers: ids, purchases: Vec::new() }
+    }
+
+    async fn event(&self, app: &TestApp, event_type: &str, time: DateTime<Utc>, data: Value) {
+        let envelope: InboundEnvelope = serde_json::from_value(json!({
+            "id": Uuid::now_v7(), "type": event_type, "source": "order-service", "time": time,
+            "organization_id": self.organization, "data": data,
+        }))
+        .unwrap();
+        apply(&app.core, &InboundConfig::default(), &envelope).await.expect("the consumer applies the event");
+    }
+
+    /// Customer `index` completes an order of `amount` `days` ago; answers the order id.
+    async fn buy(&mut self, app: &TestApp, index: usize, amount: &str, days: i64) -> Uuid {
+        let (customer, order, at) = (self.customers[index], Uuid::now_v7(), days_ago(days));
+        let data = json!({"order_id": order, "customer_id": customer, "total_amount": amount, "completed_at": at});
+        self.event(app, "orders.order.completed", at, data).await;
+        let purchase =
+            Purchase { customer: index as u32, amount: amount.parse().unwrap(), occurred_at: at, completed: true };
+        self.purchases.push((order, purchase));
+        order
+    }
+
+    async fn cancel(&mut self, app: &TestApp, order: Uuid) {
+        let (_, purchase) = self.purchases.iter_mut().find(|(id, _)| *id == order).unwrap();
+        purchase.completed = false;
+        let customer = self.customers[purchase.customer as usize];
+        let data = json!({"order_id": order, "customer_id": customer, "cancelled_at": Utc::now()});
+        self.event(app, "orders.order.cancelled", Utc::now(), data).await;
+    }
+
+    /// A varied population: customer i buys i % 7 + 1 times, amounts and ages spread out, a
+    /// few with the same order count, one only before the window.
+    async fn fill(&mut self, app: &TestApp) {
+        let last = self.customers.len() - 1;
+        for index in 0..last {
+            let orders = index % 7 + 1;
+            for n in 0..orders {
+                let amount = format!("{}.{:02}", 10 + (index * 37 + n * 11) % 190, (index * 13) % 100);
+                self.buy(app, index, &amount, ((index * 23 + n * 41) % 330) as i64).await;
+            }
+        }
+        self.buy(app, last, "500.00", 400).await;
+    }
+
+    /// What the Rust model says each customer's scores and segment are.
+    fn model(&self, as_of: NaiveDate) -> (Option<rfm::RunBreakpoints>, BTreeMap<Uuid, rfm::Assessment>) {
+        let purchases: Vec<Purchase> = self.purchases.iter().map(|(_, p)| p.clone()).collect();
+        let (breakpoints, assessed) = rfm::score_population(&purchases, as_of, 365);
+        (breakpoints, assessed.into_iter().map(|(index, a)| (self.customers[index as usize], a)).collect())
+    }
+}
+
+/// The organization's rows as the owner sees them, without the bookkeeping columns.
+async fn snapshot(app: &TestApp, organization: Uuid) -> Value {
+    app.admin()
+        .await
+        .query_one(
+            "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'segment_id' - 'run_id' - 'calculated_at' - 'updated_at' \
+                 ORDER BY customer_id), '[]') FROM customer_segments s WHERE organization_id = $1",
+            &[&organization],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Each customer's (scores, segment, flags) as stored.
+async fn stored(app: &TestApp, organization: Uuid) -> BTreeMap<Uuid, rfm::Assessment> {
+    let rows = app
+        .admin()
+        .await
+        .query(
+            "SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, segment_code, is_vip, is_at_risk \
+             FROM customer_segments WHERE organization_id = $1",
+            &[&organization],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let score = |i: usize| row.get::<_, Option<i32>>(i).map(|v| v as u8);
+            let scores = score(1).map(|recency| rfm::Scores {
+                recency,
+                frequency: score(2).unwrap(),
+                monetary: score(3).unwrap(),
+            });
+            let segment: String = row.get(4);
+            let assessment = rfm::Assessment {
+                scores,
+                segment: segment.parse().unwrap(),
+                is_vip: row.get(5),
+                is_at_risk: row.get(6),
+            };
+            (row.get(0), assessment)
+        })
+        .collect()
+}
+
+async fn segment_events(app: &TestApp, organization: Uuid) -> Vec<Value> {
+    let rows = app
+        .admin()
+        .await
+        .query(
+            "SELECT payload, message_group FROM outbox WHERE organization_id = $1 \
+             AND event_type = 'customers.customer.segment_changed' ORDER BY seq",
+            &[&organization],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let mut payload: Value = row.get(0);
+            payload["message_group"] = json!(row.get::<_, String>(1));
+            payload
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_nightly_sql_scores_every_customer_as_the_documented_rules_do() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 16).await;
+    let first = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    assert_eq!((first.mode.as_str(), first.customers_total), ("baseline", 0));
+    shop.fill(&app).await;
+    let run = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    let (breakpoints, expected) = shop.model(today());
+    assert_eq!(run.breakpoints.unwrap().to_run(), breakpoints.unwrap());
+    assert_eq!(stored(&app, app.org_a).await, expected);
+    assert_eq!(run.customers_total, 16);
+    assert_eq!(run.customers_scored, 15, "the customer who bought only before the window is not scored");
+    assert_eq!(expected[&shop.customers[15]].scores, None);
+}
+
+#[tokio::test]
+async fn the_nightly_run_and_recalculating_one_customer_agree() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 12).await;
+    let not_yet = app
+        .as_org(app.org_a, Method::POST, &format!("/api/v1/customers/{}/segment/recalculate", shop.customers[0]), None)
+        .await;
+    assert_eq!((not_yet.status, not_yet.code()), (StatusCode::CONFLICT, "segments_not_calculated"));
+    run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    shop.fill(&app).await;
+    let run = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    let before = snapshot(&app, app.org_a).await;
+    let events_before = segment_events(&app, app.org_a).await.len();
+    for customer in &shop.customers {
+        let path = format!("/api/v1/customers/{customer}/segment");
+        let nightly = app.as_org(app.org_a, Method::GET, &path, None).await;
+        let recalculated = app.as_org(app.org_a, Method::POST, &format!("{path}/recalculate"), None).await;
+        assert_eq!(recalculated.status, StatusCode::OK, "{}", recalculated.body);
+        for field in
+            ["segment_code", "rfm_recency", "rfm_frequency", "rfm_monetary", "is_vip", "is_at_risk", "calculated_at"]
+        {
+            assert_eq!(nightly.body[field], recalculated.body[field], "{field} of {customer}");
+        }
+        assert_eq!(recalculated.body["explanation"]["run_id"], json!(run.run_id));
+    }
+    assert_eq!(snapshot(&app, app.org_a).await, before, "recalculating changes nothing the run decided");
+    assert_eq!(segment_events(&app, app.org_a).await.len(), events_before);
+
+    // A new purchase: the recalculation scores it against the last run's breakpoints.
+    shop.buy(&app, 0, "9000.00", 0).await;
+    let path = format!("/api/v1/customers/{}/segment/recalculate", shop.customers[0]);
+    let recalculated = app.as_org(app.org_a, Method::POST, &path, None).await;
+    let breakpoints = run.breakpoints.as_ref().unwrap().to_run();
+    let purchases: Vec<_> = shop.purchases.iter().filter(|(_, p)| p.customer == 0).map(|(_, p)| p.clone()).collect();
+    let orders = purchases.len() as i64;
+    let amount: Decimal = purchases.iter().map(|p| p.amount).sum();
+    let measures = rfm::Measures { recency_days: 0, orders, amount };
+    let expected = rfm::assess(Some(&breakpoints), Some(measures));
+    assert_eq!(recalculated.body["segment_code"], json!(expected.segment));
+    assert_eq!(recalculated.body["rfm_monetary"], json!(expected.scores.unwrap().monetary));
+    assert_eq!(recalculated.body["rfm_recency"], json!(5));
+    let rule = &recalculated.body["explanation"]["rule"];
+    assert_eq!(rule["id"], json!(rfm::rule_for(expected.scores.unwrap()).id), "{rule}");
+    assert_eq!(recalculated.body["explanation"]["breakpoints"]["monetary"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn the_incremental_path_equals_the_from_scratch_path() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 14).await;
+    let day0 = today();
+    run_organization(&app.core, app.org_a, options(day0, false)).await.unwrap();
+    shop.fill(&app).await;
+    // Purchases that slide out of the window over the next days.
+    for index in 0..5 {
+        shop.buy(&app, index, "75.50", 363 + index as i64).await;
+    }
+    let first = run_organization(&app.core, app.org_a, options(day0, false)).await.unwrap();
+    assert_eq!(first.mode, "incremental");
+
+    // New purchases, cancellations (one that already slid out), a purchase before the window.
+    let late = shop.buy(&app, 6, "33.00", 1).await;
+    shop.buy(&app, 7, "1200.00", 0).await;
+    shop.buy(&app, 8, "12.00", 364).await;
+    shop.buy(&app, 9, "40.00", 500).await;
+    let first_order = shop.purchases.iter().find(|(_, p)| p.customer == 2).unwrap().0;
+    shop.cancel(&app, late).await;
+    shop.cancel(&app, first_order).await;
+    let slid = shop.purchases.iter().find(|(_, p)| p.customer == 4 && p.amount == Decimal::new(7550, 2)).unwrap().0;
+    shop.cancel(&app, slid).await;
+
+    for (days_later, runs) in [(3, 1), (5, 2)] {
+        let as_of = day0 + Duration::days(days_later);
+        for _ in 0..runs {
+            let incremental = run_organization(&app.core, app.org_a, options(as_of, false)).await.unwrap();
+            assert_eq!(incremental.mode, "incremental");
+        }
+        let kept = snapshot(&app, app.org_a).await;
+        let (_, expected) = shop.model(as_of);
+        assert_eq!(stored(&app, app.org_a).await, expected, "as of {as_of}");
+        let repaired = run_organization(&app.core, app.org_a, options(as_of, true)).await.unwrap();
+        assert_eq!(repaired.mode, "from_scratch");
+        assert_eq!((repaired.rows_written, repaired.changes), (0, 0), "{repaired:?}");
+        assert_eq!(snapshot(&app, app.org_a).await, kept, "as of {as_of}");
+    }
+    // A longer window reaches behind the kept totals: from scratch by itself.
+    let longer = RunOptions { window_days: 600, ..options(day0 + Duration::days(5), false) };
+    assert_eq!(run_organization(&app.core, app.org_a, longer).await.unwrap().mode, "from_scratch");
+}
+
+#[tokio::test]
+async fn purchases_of_one_organization_never_move_the_breakpoints_of_another() {
+    let app = TestApp::spawn().await;
+    let mut a = Shop::open(&app, app.org_a, 6).await;
+    let mut b = Shop::open(&app, app.org_b, 6).await;
+    for shop in [&mut a, &mut b] {
+        run_organization(&app.core, shop.organization, options(today(), false)).await.unwrap();
+        shop.fill(&app).await;
+    }
+    let b_first = run_organization(&app.core, app.org_b, options(today(), false)).await.unwrap();
+    for index in 0..6 {
+        for _ in 0..5 {
+            a.buy(&app, index, "9999.00", 0).await;
+        }
+    }
+    let a_run = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    let b_again = run_organization(&app.core, app.org_b, options(today(), false)).await.unwrap();
+    assert_ne!(a_run.breakpoints, b_first.breakpoints);
+    assert_eq!(b_again.breakpoints, b_first.breakpoints);
+    assert_eq!((b_again.changes, b_again.rows_written), (0, 0));
+    assert_eq!(b.model(today()).0.unwrap(), b_again.breakpoints.unwrap().to_run());
+}
+
+#[tokio::test]
+async fn a_segment_change_emits_one_event_and_an_unchanged_run_none() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 10).await;
+    run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    shop.fill(&app).await;
+    let scored = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    assert_eq!(scored.events as usize, segment_events(&app, app.org_a).await.len());
+    assert_eq!(scored.changes, scored.events);
+    let before = segment_events(&app, app.org_a).await.len();
+
+    let unchanged = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    assert_eq!((unchanged.changes, unchanged.events, unchanged.rows_written), (0, 0, 0));
+    assert_eq!(segment_events(&app, app.org_a).await.len(), before);
+
+    // Customer 0 (one order) becomes the best customer.
+    let old = stored(&app, app.org_a).await;
+    for _ in 0..8 {
+        shop.buy(&app, 0, "5000.00", 0).await;
+    }
+    let run = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    let now = stored(&app, app.org_a).await;
+    let moved: Vec<Uuid> = now.iter().filter(|(id, a)| old[*id].segment != a.segment).map(|(id, _)| *id).collect();
+    assert!(moved.contains(&shop.customers[0]), "{:?} -> {:?}", old[&shop.customers[0]], now[&shop.customers[0]]);
+    let events = segment_events(&app, app.org_a).await;
+    let new_events = &events[before..];
+    assert_eq!(new_events.len(), moved.len());
+    assert_eq!(run.events as usize, moved.len());
+    let event = new_events.iter().find(|e| e["data"]["customer_id"] == json!(shop.customers[0])).unwrap();
+    assert_eq!(event["type"], "customers.customer.segment_changed");
+    assert_eq!(event["source"], "customer-service");
+    assert_eq!(event["organization_id"], json!(app.org_a));
+    assert_eq!(event["message_group"], json!(format!("customer:{}", shop.customers[0])));
+    assert_eq!(event["data"]["old_segment"], json!(old[&shop.customers[0]].segment));
+    assert_eq!(event["data"]["new_segment"], json!(SegmentCode::Champions));
+    assert_eq!(event["data"]["run_id"], json!(run.run_id));
+    assert!(event["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn segment_routes_answer_404_or_empty_across_tenants_and_need_their_scopes() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 8).await;
+    let stranger = app.create_customer(app.org_a, person("Sin", "Compras")).await;
+    run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    shop.fill(&app).await;
+    let token_a = app.token(app.org_a, &["segments:read", "segments:write"]);
+    let run = app.call(Method::POST, "/api/v1/segments/recalculate", Some(&token_a), None).await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.body);
+    assert_eq!(run.body["mode"], "incremental");
+    assert_eq!(run.body["trigger"], "api");
+
+    let customer = shop.customers[3];
+    let own = app.call(Method::GET, &format!("/api/v1/customers/{customer}/segment"), Some(&token_a), None).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.body["segment_code"].is_string());
+    assert_eq!(own.body["explanation"]["window_days"], 365);
+    assert!(own.body["explanation"]["rule"]["condition"].as_str().unwrap().starts_with("recency "));
+    let none = app.call(Method::GET, &format!("/api/v1/customers/{stranger}/segment"), Some(&token_a), None).await;
+    assert_eq!((none.status, none.body["segment_code"].clone()), (StatusCode::OK, Value::Null));
+
+    // Organization B sees nothing of A.
+    let token_b = app.token(app.org_b, &["segments:read", "segments:write"]);
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/customers/{customer}/segment")),
+        (Method::POST, format!("/api/v1/customers/{customer}/segment/recalculate")),
+    ] {
+        let answer = app.call(method, &path, Some(&token_b), None).await;
+        assert!(matches!(answer.status, StatusCode::NOT_FOUND | StatusCode::CONFLICT), "{path}: {}", answer.status);
+    }
+    run_organization(&app.core, app.org_b, options(today(), false)).await.unwrap();
+    let recalc_b = app
+        .call(Method::POST, &format!("/api/v1/customers/{customer}/segment/recalculate"), Some(&token_b), None)
+        .await;
+    assert_eq!((recalc_b.status, recalc_b.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let overview_b = app.call(Method::GET, "/api/v1/segments", Some(&token_b), None).await;
+    assert_eq!(overview_b.body["customers_total"], 0);
+    let members_b = app.call(Method::GET, "/api/v1/segments/loyal/customers", Some(&token_b), None).await;
+    assert_eq!(members_b.body["items"], json!([]));
+
+    // The overview and the members of A.
+    let overview = app.call(Method::GET, "/api/v1/segments", Some(&token_a), None).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert_eq!(overview.body["customers_total"], 8);
+    let segments = overview.body["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 6);
+    let share: f64 = segments.iter().map(|s| s["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 0.001, "{share}");
+    assert_eq!(overview.body["last_run"]["run_id"], run.body["run_id"]);
+    let code = own.body["segment_code"].as_str().unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/segments/{code}/customers?limit=1");
+        if let Some(cursor) = &cursor {
+            path += &format!("&cursor={cursor}");
+        }
+        let page = app.call(Method::GET, &path, Some(&token_a), None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        seen.extend(page.body["items"].as_array().unwrap().iter().map(|i| i["customer_id"].clone()));
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let count = segments.iter().find(|s| s["segment_code"] == code).unwrap()["customers"].as_u64().unwrap();
+    assert_eq!(seen.len() as u64, count);
+    assert!(seen.contains(&json!(customer)));
+
+    // The search filter still finds the customer by segment.
+    let search = app
+        .as_org(app.org_a, Method::GET, &format!("/api/v1/customers/search?q=cliente&segment={code}&limit=200"), None)
+        .await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.body);
+    let found: Vec<&Value> = search.body["items"].as_array().unwrap().iter().map(|i| &i["customer_id"]).collect();
+    assert!(found.contains(&&json!(customer)), "{}", search.body);
+
+    // Scopes.
+    let reader = app.token(app.org_a, &["segments:read"]);
+    let customers_only = app.token(app.org_a, &["customers:read"]);
+    let forbidden = app.call(Method::POST, "/api/v1/segments/recalculate", Some(&reader), None).await;
+    assert_eq!((forbidden.status, forbidden.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    let forbidden = app.call(Method::GET, "/api/v1/segments", Some(&customers_only), None).await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    let anonymous = app.call(Method::GET, "/api/v1/segments", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let unknown = app.call(Method::GET, "/api/v1/segments/whales/customers", Some(&reader), None).await;
+    assert!(unknown.status.is_client_error());
+}
