@@ -23,7 +23,7 @@ use crate::segments::SegmentCode;
     info(title = "Customer service: search", version = "1.0.0",
          description = "Find customers by name, email, phone or document, ranked."),
     modifiers(&BearerAuth),
-    components(schemas(Problem))
+    components(schemas(Problem, SegmentCode))
 )]
 struct SearchApi;
 

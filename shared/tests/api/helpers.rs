@@ -160,6 +160,15 @@ impl TestApp {
         } else {
             &self.router
         };
+        Self::answer(router, request).await
+    }
+
+    /// A GET of `path` from one function's router (for its own OpenAPI document).
+    pub async fn get_from(router: &Router, path: &str) -> TestResponse {
+        Self::answer(router, Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    async fn answer(router: &Router, request: Request<Body>) -> TestResponse {
         let response = router.clone().oneshot(request).await.expect("router answers");
         let status = response.status();
         let headers = response.headers().clone();

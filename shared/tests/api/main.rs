@@ -13,6 +13,7 @@ mod hardening;
 mod helpers;
 mod lambda_event;
 mod logs;
+mod openapi;
 mod operations;
 mod search;
 mod segments;
