@@ -1,7 +1,8 @@
-//! OpenAPI pieces every HTTP function shares: the bearer scheme and the document route.
+//! OpenAPI pieces every HTTP function shares: the bearer scheme and the error answers.
 
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::Modify;
 
 /// Declares the `bearer` JWT security scheme the operations refer to.
@@ -14,4 +15,56 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
+}
+
+/// Completes every operation's error answers, so the document says what the service answers:
+/// problem bodies are `application/problem+json`, and the answers every route can give are
+/// listed where they apply (400 malformed request or id, 401 and 403 with a token's scopes,
+/// 404 with a path id, 422 with a body or query, 503 when the database is unavailable).
+pub fn document_errors(api: &mut OpenApi) {
+    for (path, item) in api.paths.paths.iter_mut() {
+        let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
+        for operation in operations.into_iter().flatten() {
+            let has_query = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|parameter| parameter.parameter_in == ParameterIn::Query);
+            let has_body = operation.request_body.is_some();
+            let secured = operation.security.as_ref().is_some_and(|requirements| !requirements.is_empty());
+            let responses = &mut operation.responses.responses;
+            for response in responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    if let Some(content) = response.content.shift_remove("application/json") {
+                        let media = if is_problem(&content) { "application/problem+json" } else { "application/json" };
+                        response.content.insert(media.to_string(), content);
+                    }
+                }
+            }
+            let standard = [
+                ("400", has_body || path.contains('{'), "malformed_request: the body is not JSON or an id is not a UUID"),
+                ("401", secured, "unauthorized: no valid bearer token"),
+                ("403", secured, "forbidden: the token lacks the operation's scope"),
+                ("404", path.contains('{'), "not_found: no such resource in this organization"),
+                ("422", has_body || has_query, "validation_failed, with `errors` naming each field"),
+                ("503", true, "service_unavailable: retry after `Retry-After` seconds"),
+            ];
+            for (status, applies, description) in standard {
+                if applies {
+                    responses.entry(status.to_string()).or_insert_with(|| RefOr::T(problem_response(description)));
+                }
+            }
+        }
+    }
+}
+
+fn is_problem(content: &Content) -> bool {
+    matches!(&content.schema, Some(RefOr::Ref(reference)) if reference.ref_location.ends_with("/Problem"))
+}
+
+fn problem_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/problem+json", Content::new(Some(Ref::from_schema_name("Problem"))))
+        .build()
 }
