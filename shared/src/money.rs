@@ -30,11 +30,15 @@ impl Money {
     }
 
     fn parse(text: &str) -> Result<Decimal, String> {
-        let text = text.trim();
-        let digits = text.strip_prefix('-').unwrap_or(text);
+        if text.starts_with('-') {
+            return Err("must be greater than zero".into());
+        }
+        let digits = text;
         let plain = !digits.is_empty()
             && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && digits.matches('.').count() <= 1;
+            && digits.matches('.').count() <= 1
+            && !digits.starts_with('.')
+            && !digits.ends_with('.');
         if !plain {
             return Err("must be a decimal amount such as \"150.00\"".to_string());
         }
@@ -89,7 +93,7 @@ impl Serialize for Money {
     }
 }
 
-/// The contract's string form or, for callers that send them, JSON integers.
+/// The contract's string form or, for callers that send them, JSON integers (`150` or `150.0`).
 fn deserialize_with<'de, D: Deserializer<'de>>(
     deserializer: D,
     parse: fn(&str) -> Result<Money, String>,
@@ -99,12 +103,16 @@ fn deserialize_with<'de, D: Deserializer<'de>>(
     enum Raw {
         Text(String),
         Integer(i64),
+        /// A whole number written with a fraction (`150.0`), as JSON allows for an integer.
+        Whole(f64),
     }
     let text = match Raw::deserialize(deserializer)
         .map_err(|_| serde::de::Error::custom("must be a decimal amount such as \"150.00\""))?
     {
         Raw::Text(text) => text,
         Raw::Integer(units) => units.to_string(),
+        Raw::Whole(units) if units.fract() == 0.0 && units.abs() < 1e15 => format!("{units:.0}"),
+        Raw::Whole(_) => return Err(serde::de::Error::custom("must be a decimal amount such as \"150.00\"")),
     };
     parse(&text).map_err(serde::de::Error::custom)
 }
@@ -157,14 +165,40 @@ impl tokio_postgres::types::ToSql for Money {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// The text an amount may be given as, what [`Money::parse_non_negative`] reads: up to ten
+/// whole digits (leading zeros aside) and up to two decimals (trailing zeros aside).
+pub const TEXT_PATTERN: &str = r"^0*[0-9]{1,10}(\.[0-9]{1,2}0*)?$";
+/// The same, greater than zero: what [`Money::parse_positive`] reads.
+pub const POSITIVE_TEXT_PATTERN: &str = r"^0*([1-9][0-9]{0,9}(\.[0-9]{1,2}0*)?|0\.(0[1-9]|[1-9][0-9]?)0*)$";
+
+/// An amount as answered: a string with two decimals.
 impl utoipa::PartialSchema for Money {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(r"^\d{1,10}\.\d{2}$"))
+            .pattern(Some(r"^[0-9]{1,10}\.[0-9]{2}$"))
             .examples([serde_json::json!("150.00")])
             .into()
     }
+}
+
+/// An amount as a request gives it: the text form, or a whole number of units.
+fn request_schema(pattern: &str, minimum: i64) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let text =
+        ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).examples([serde_json::json!("150.00")]);
+    let units = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(minimum)).maximum(Some(9_999_999_999_i64));
+    OneOfBuilder::new().item(text).item(units).into()
+}
+
+/// For `#[schema(schema_with = ..)]` on a positive amount of a request.
+pub fn positive_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    request_schema(POSITIVE_TEXT_PATTERN, 1)
+}
+
+/// For `#[schema(schema_with = ..)]` on an amount of a request that may be zero.
+pub fn non_negative_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    request_schema(TEXT_PATTERN, 0)
 }
 
 impl utoipa::ToSchema for Money {}
@@ -198,6 +232,56 @@ mod tests {
             Err("must be at most 9999999999.99".into())
         );
         assert_eq!(Money::parse_positive("0009999999999.990").unwrap().to_string(), "9999999999.99");
+    }
+
+    #[test]
+    fn the_documented_patterns_accept_exactly_what_the_parsers_accept() {
+        let positive = regex::Regex::new(POSITIVE_TEXT_PATTERN).unwrap();
+        let non_negative = regex::Regex::new(TEXT_PATTERN).unwrap();
+        let samples = [
+            "0",
+            "00",
+            "0.0",
+            "0.00",
+            "0.000",
+            "0.01",
+            "0.1",
+            "0.10",
+            "0.5",
+            "00.50",
+            "1",
+            "01",
+            "1.",
+            ".5",
+            "1.5",
+            "1.50",
+            "1.500",
+            "1.505",
+            "1.001",
+            "150.00",
+            "9999999999.99",
+            "99999999999",
+            "0009999999999.990",
+            "10000000000",
+            "-1",
+            "-0",
+            "+1",
+            " 1",
+            "1 ",
+            "1e3",
+            "abc",
+            "",
+            "1.2.3",
+            "٣",
+        ];
+        for sample in samples {
+            assert_eq!(positive.is_match(sample), Money::parse_positive(sample).is_ok(), "positive {sample:?}");
+            assert_eq!(
+                non_negative.is_match(sample),
+                Money::parse_non_negative(sample).is_ok(),
+                "non-negative {sample:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,25 @@ use crate::error::ApiError;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
+/// A page size as a query gives it; its schema states the range [`PageRequest::parse`] allows.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Limit(pub u32);
+
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .default(Some(DEFAULT_LIMIT.into()))
+            .description(Some("Page size."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Limit {}
+
 /// A page of a list, in the contract's shape.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListResponse<T> {
@@ -30,8 +49,8 @@ fn invalid_cursor() -> ApiError {
 }
 
 impl PageRequest {
-    pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    pub fn parse(limit: Option<Limit>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let limit = limit.map_or(DEFAULT_LIMIT, |Limit(limit)| limit);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
         }

@@ -123,8 +123,10 @@ fn term_days(days: i64) -> Result<i32, String> {
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountRequest {
     #[serde(deserialize_with = "crate::money::non_negative")]
+    #[schema(schema_with = crate::money::non_negative_schema)]
     pub credit_limit: Money,
     /// Days from a use to its due date (default 30).
+    #[schema(minimum = 0, maximum = 365)]
     pub payment_term_days: Option<i64>,
 }
 
@@ -141,12 +143,15 @@ impl OpenAccountRequest {
     }
 }
 
-/// Body of `PATCH /customers/{id}/credit`.
+/// Body of `PATCH /customers/{id}/credit`: at least one of the two.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ChangeAccountRequest {
     #[serde(default, deserialize_with = "crate::money::optional_non_negative")]
+    #[schema(schema_with = crate::money::non_negative_schema)]
     pub credit_limit: Option<Money>,
+    #[schema(minimum = 0, maximum = 365)]
     pub payment_term_days: Option<i64>,
 }
 
@@ -177,6 +182,7 @@ impl ChangeAccountRequest {
 pub struct ApproveRequest {
     /// Must equal the account's proposed `credit_limit`, or nothing is approved (409).
     #[serde(deserialize_with = "crate::money::non_negative")]
+    #[schema(schema_with = crate::money::non_negative_schema)]
     pub credit_limit: Money,
 }
 
@@ -184,6 +190,7 @@ pub struct ApproveRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChangeRequest {
+    #[schema(schema_with = crate::customers::fields::reason_schema)]
     pub reason: String,
 }
 
@@ -198,6 +205,7 @@ impl StatusChangeRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
+    #[schema(schema_with = crate::money::positive_schema)]
     pub amount: Money,
 }
 
@@ -214,6 +222,7 @@ pub struct CheckResponse {
 #[serde(deny_unknown_fields)]
 pub struct UseCreditRequest {
     pub order_id: Uuid,
+    #[schema(schema_with = crate::money::positive_schema)]
     pub amount: Money,
 }
 
@@ -223,8 +232,10 @@ pub struct UseCreditRequest {
 pub struct PaymentRequest {
     /// Makes the request idempotent: the same id and body again answer the first payment.
     pub payment_id: Option<Uuid>,
+    #[schema(schema_with = crate::money::positive_schema)]
     pub amount: Money,
     pub payment_method: PaymentMethod,
+    #[schema(schema_with = crate::customers::fields::reference_schema)]
     pub payment_reference: Option<String>,
     /// Defaults to today.
     pub payment_date: Option<NaiveDate>,

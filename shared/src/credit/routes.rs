@@ -18,10 +18,11 @@ use super::{Statement, StatusAction, Written};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
+use crate::http::IfMatchHeader;
 use crate::http::{
     etag, function_router, if_match, AppState, Documented, JsonBody, OptionalJsonBody, Path, Problem, Query,
 };
-use crate::paging::{ListResponse, PageRequest};
+use crate::paging::{Limit, ListResponse, PageRequest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -96,7 +97,7 @@ async fn open_account(
 
 /// Change the limit (needs `credit:approve`; never below `credit_used`) or the payment term.
 #[utoipa::path(patch, path = "/customers/{id}/credit", tag = "credit",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = Uuid, Path), IfMatchHeader),
     request_body = ChangeAccountRequest,
     responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem, description = "limit_below_used or validation_failed")),
@@ -225,7 +226,8 @@ async fn use_credit(
 #[into_params(parameter_in = Query)]
 struct UsagesQuery {
     status: Option<UsageStatus>,
-    limit: Option<u32>,
+    #[param(inline)]
+    limit: Option<Limit>,
     cursor: Option<String>,
 }
 
@@ -261,7 +263,8 @@ async fn release(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct PageQuery {
-    limit: Option<u32>,
+    #[param(inline)]
+    limit: Option<Limit>,
     cursor: Option<String>,
 }
 

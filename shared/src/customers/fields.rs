@@ -21,6 +21,29 @@ pub fn bounded_text(text: &str, max_chars: usize) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// What [`bounded_text`] accepts, as a JSON Schema pattern: spaces around are trimmed, and
+/// what is left is not empty and has no control characters.
+pub const TEXT_PATTERN: &str = r"^\s*([^\s\u0000-\u001F\u007F-\u009F]|[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])\s*$";
+
+/// The schema of a [`bounded_text`] of at most `max_chars`.
+pub fn text_schema(max_chars: usize) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(TEXT_PATTERN))
+        .max_length(Some(max_chars))
+        .into()
+}
+
+/// [`text_schema`] of a reason (500 characters).
+pub fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    text_schema(500)
+}
+
+/// [`text_schema`] of a reference or other short text (255 characters).
+pub fn reference_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    text_schema(255)
+}
+
 /// A first or last name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonName(String);
@@ -169,6 +192,16 @@ pub fn country(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_text_pattern_accepts_what_bounded_text_accepts() {
+        let pattern = regex::Regex::new(TEXT_PATTERN).unwrap();
+        for sample in
+            ["Ana", " Ana ", "José Pérez", "", " ", "\t", "a\u{0}b", "a\u{85}b", "fin\n", "0", "\u{00a0}x", "東京"]
+        {
+            assert_eq!(pattern.is_match(sample), bounded_text(sample, 100).is_ok(), "{sample:?}");
+        }
+    }
 
     #[test]
     fn panama_phones_in_any_format_normalize_to_the_same_e164() {

@@ -17,10 +17,12 @@ use super::views::{Customer360, CustomerExport, LoyaltyCard};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
-use crate::http::{etag, function_router, if_match, AppState, Documented, JsonBody, Path, Problem, Query};
+use crate::http::{
+    etag, function_router, if_match, AppState, Documented, IfMatchHeader, JsonBody, Path, Problem, Query,
+};
 use crate::loyalty::LoyaltyTier;
 use crate::money::Money;
-use crate::paging::{ListResponse, PageRequest};
+use crate::paging::{Limit, ListResponse, PageRequest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -66,7 +68,8 @@ struct ListCustomersQuery {
     customer_type: Option<CustomerType>,
     loyalty_tier: Option<LoyaltyTier>,
     /// Page size, 1 to 200 (default 50).
-    limit: Option<u32>,
+    #[param(inline)]
+    limit: Option<Limit>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -116,8 +119,7 @@ async fn get_customer(
 }
 
 /// Partial update: absent fields stay, `null` clears. `If-Match` makes it conditional.
-#[utoipa::path(patch, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path),
-        ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+#[utoipa::path(patch, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path), IfMatchHeader),
     request_body = PatchCustomerRequest,
     responses((status = 200, body = Customer, headers(("ETag" = String))), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
@@ -177,6 +179,7 @@ async fn export_customer(
 #[into_params(parameter_in = Query)]
 struct LoyaltyQuery {
     /// A purchase amount such as `150.00`: the answer then includes the points it earns.
+    #[param(schema_with = crate::money::positive_schema)]
     amount: Option<String>,
 }
 
@@ -235,7 +238,7 @@ async fn add_address(
 
 /// Change an address; `If-Match` makes it conditional.
 #[utoipa::path(patch, path = "/customers/{id}/addresses/{address_id}", tag = "addresses",
-    params(("id" = Uuid, Path), ("address_id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = Uuid, Path), ("address_id" = Uuid, Path), IfMatchHeader),
     request_body = PatchAddressRequest,
     responses((status = 200, body = Address), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem)),

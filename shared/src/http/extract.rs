@@ -68,7 +68,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// A JSON body the caller may leave out: an empty body (with any or no content type) is `None`.
+/// A JSON body the caller may leave out: an empty body (with any or no content type) or JSON
+/// `null` is `None`.
 pub struct OptionalJsonBody(Option<JsonBody>);
 
 impl OptionalJsonBody {
@@ -85,7 +86,7 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(|_| ApiError::Malformed("The body could not be read or is larger than allowed.".into()))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(Self(None));
         }
         let body = JsonBody::from_request(Request::from_parts(parts, bytes.into()), state).await?;

@@ -123,15 +123,30 @@ pub fn etag(version: i32) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits and quotes are a valid header")
 }
 
+/// The `If-Match` header of conditional writes, as documented: what [`if_match`] reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchHeader {
+    /// The ETag of the version being changed (`"3"`, weak `W/"3"` alike), or `*` for any.
+    #[param(rename = "If-Match", pattern = r#"^(\*|(W/)?"[0-9]{1,9}")$"#)]
+    pub if_match: Option<String>,
+}
+
 /// The version an `If-Match` header demands, `None` when absent or `*`.
 /// A header that names no version of ours can never match: 412.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
     let Some(value) = headers.get(http::header::IF_MATCH) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::VersionMismatch)?.trim();
+    let value = value.to_str().map_err(|_| ApiError::VersionMismatch)?;
     if value == "*" {
         return Ok(None);
     }
-    value.trim_start_matches("W/").trim_matches('"').parse().map(Some).map_err(|_| ApiError::VersionMismatch)
+    let digits = value.strip_prefix("W/").unwrap_or(value).strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+    match digits {
+        Some(digits) if (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().map(Some).map_err(|_| ApiError::VersionMismatch)
+        }
+        _ => Err(ApiError::VersionMismatch),
+    }
 }

@@ -25,11 +25,8 @@ pub fn document_errors(api: &mut OpenApi) {
     for (path, item) in api.paths.paths.iter_mut() {
         let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
         for operation in operations.into_iter().flatten() {
-            let has_query = operation
-                .parameters
-                .iter()
-                .flatten()
-                .any(|parameter| parameter.parameter_in == ParameterIn::Query);
+            let has_query =
+                operation.parameters.iter().flatten().any(|parameter| parameter.parameter_in == ParameterIn::Query);
             let has_body = operation.request_body.is_some();
             let secured = operation.security.as_ref().is_some_and(|requirements| !requirements.is_empty());
             let responses = &mut operation.responses.responses;
@@ -42,7 +39,11 @@ pub fn document_errors(api: &mut OpenApi) {
                 }
             }
             let standard = [
-                ("400", has_body || path.contains('{'), "malformed_request: the body is not JSON or an id is not a UUID"),
+                (
+                    "400",
+                    has_body || path.contains('{'),
+                    "malformed_request: the body is not JSON or an id is not a UUID",
+                ),
                 ("401", secured, "unauthorized: no valid bearer token"),
                 ("403", secured, "forbidden: the token lacks the operation's scope"),
                 ("404", path.contains('{'), "not_found: no such resource in this organization"),

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
 use crate::http::{function_router, AppState, Documented, Problem, Query};
 use crate::loyalty::LoyaltyTier;
-use crate::paging::{ListResponse, PageRequest};
+use crate::paging::{Limit, ListResponse, PageRequest};
 use crate::segments::SegmentCode;
 
 #[derive(OpenApi)]
@@ -48,7 +48,8 @@ struct SearchParams {
     customer_type: Option<CustomerType>,
     loyalty_tier: Option<LoyaltyTier>,
     segment: Option<SegmentCode>,
-    limit: Option<u32>,
+    #[param(inline)]
+    limit: Option<Limit>,
     cursor: Option<String>,
 }
 

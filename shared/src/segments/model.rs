@@ -276,6 +276,7 @@ pub struct SegmentMember {
 #[serde(deny_unknown_fields)]
 pub struct RecalculateRequest {
     /// Days of purchases that count, 1 to 3650 (default 365).
+    #[schema(minimum = 1, maximum = 3650)]
     pub window_days: Option<u32>,
     /// The day the run is as of (default today, UTC).
     pub as_of: Option<NaiveDate>,

@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::openapi::BearerAuth;
 use crate::http::{function_router, AppState, Documented, OptionalJsonBody, Path, Problem, Query};
-use crate::paging::{ListResponse, PageRequest};
+use crate::paging::{Limit, ListResponse, PageRequest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -81,7 +81,8 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<
 #[into_params(parameter_in = Query)]
 struct PageQuery {
     /// Page size, 1 to 200 (default 50).
-    limit: Option<u32>,
+    #[param(inline)]
+    limit: Option<Limit>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
