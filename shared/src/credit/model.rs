@@ -127,6 +127,7 @@ pub struct OpenAccountRequest {
     pub credit_limit: Money,
     /// Days from a use to its due date (default 30).
     #[schema(minimum = 0, maximum = 365)]
+    #[serde(default, deserialize_with = "crate::input::optional_whole")]
     pub payment_term_days: Option<i64>,
 }
 
@@ -143,15 +144,16 @@ impl OpenAccountRequest {
     }
 }
 
-/// Body of `PATCH /customers/{id}/credit`: at least one of the two.
+/// Body of `PATCH /customers/{id}/credit`: at least one of the two (not stated as
+/// `minProperties`: utoipa 5.5 writes that attribute as `maxProperties`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct ChangeAccountRequest {
     #[serde(default, deserialize_with = "crate::money::optional_non_negative")]
     #[schema(schema_with = crate::money::non_negative_schema)]
     pub credit_limit: Option<Money>,
     #[schema(minimum = 0, maximum = 365)]
+    #[serde(default, deserialize_with = "crate::input::optional_whole")]
     pub payment_term_days: Option<i64>,
 }
 

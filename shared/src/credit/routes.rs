@@ -271,7 +271,8 @@ struct PageQuery {
 /// Record a payment: settles the oldest open usages first. Idempotent by `payment_id` or the
 /// `Idempotency-Key` header.
 #[utoipa::path(post, path = "/customers/{id}/credit/payments", tag = "credit",
-    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[ -~]*[!-~][ -~]*$",
+        description = "Visible ASCII; the same key and payment again answer the first payment")),
     request_body = PaymentRequest,
     responses((status = 201, body = CreditPayment), (status = 200, body = CreditPayment, description = "identical replay"),
         (status = 404, body = Problem), (status = 409, body = Problem, description = "idempotency_conflict"),

@@ -67,25 +67,25 @@ pub struct CreateAddressRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchAddressRequest {
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub address_type: Option<Option<AddressType>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub recipient_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub address_line1: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub address_line2: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub city: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub state: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub postal_code: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub country: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub phone: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub is_default: Option<Option<bool>>,
 }
 

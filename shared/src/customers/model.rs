@@ -158,39 +158,39 @@ impl CreateCustomerRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCustomerRequest {
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub customer_type: Option<Option<CustomerType>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub first_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub last_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub email: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub phone: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub document_type: Option<Option<DocumentType>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub document_number: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub birth_date: Option<Option<NaiveDate>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub gender: Option<Option<String>>,
     /// A status change is recorded in the status history with `status_reason`.
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub status: Option<Option<CustomerStatus>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub status_reason: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub preferred_language: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub marketing_consent: Option<Option<bool>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub tags: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<Value>>,
-    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     pub notes: Option<Option<String>>,
 }
 

@@ -277,6 +277,7 @@ pub struct SegmentMember {
 pub struct RecalculateRequest {
     /// Days of purchases that count, 1 to 3650 (default 365).
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "crate::input::optional_whole")]
     pub window_days: Option<u32>,
     /// The day the run is as of (default today, UTC).
     pub as_of: Option<NaiveDate>,
