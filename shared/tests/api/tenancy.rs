@@ -75,13 +75,51 @@ async fn the_runtime_role_sees_no_rows_without_a_tenant() {
     let app = TestApp::spawn().await;
     app.create_customer(app.org_a, person("Ana", "Uno")).await;
     app.create_customer(app.org_b, person("Bea", "Dos")).await;
-    assert_eq!(app.count("customers").await, 2, "the owner sees both");
+    fill_every_tenant_table(&app).await;
+    assert_eq!(app.count("customers").await, 3, "the owner sees them all");
 
+    let admin = app.admin().await;
     let client = raw_app_client(&app).await;
-    for table in ["customers", "outbox", "customer_status_history", "v_customer_360"] {
-        let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
-        assert_eq!(rows, 0, "{table} is visible without a tenant");
+    let mut checked = Vec::new();
+    for table in tenant_tables(&admin).await.into_iter().chain(["v_customer_360".to_string()]) {
+        if rows(&admin, &table).await == 0 {
+            continue;
+        }
+        assert_eq!(rows(&client, &table).await, 0, "{table} is visible without a tenant");
+        checked.push(table);
     }
+    assert!(checked.len() >= 15, "most tenant tables hold rows to hide: {checked:?}");
+}
+
+async fn rows(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
+}
+
+/// A row in (nearly) every tenant table of `org_a`: a customer with an address, an approved
+/// account used and paid, a purchase through the consumer, and a segment run.
+async fn fill_every_tenant_table(app: &TestApp) {
+    let customer = app.approved_account(app.org_a, "100.00", 30).await;
+    let base = format!("/api/v1/customers/{customer}");
+    let address = json!({"address_line1": "Calle 50", "city": "Panamá"});
+    assert_eq!(
+        app.as_org(app.org_a, Method::POST, &format!("{base}/addresses"), Some(address)).await.status,
+        StatusCode::CREATED
+    );
+    let usage = json!({"order_id": Uuid::new_v4(), "amount": "10.00"});
+    assert_eq!(
+        app.as_org(app.org_a, Method::POST, &format!("{base}/credit/usages"), Some(usage)).await.status,
+        StatusCode::CREATED
+    );
+    let payment = json!({"amount": "5.00", "payment_method": "cash"});
+    assert_eq!(
+        app.as_org(app.org_a, Method::POST, &format!("{base}/credit/payments"), Some(payment)).await.status,
+        StatusCode::CREATED
+    );
+    let order = crate::events_inbound::completed(app.org_a, customer, Uuid::new_v4(), "42.00", chrono::Utc::now());
+    let failed = crate::events_inbound::handle_batch(&app.core, crate::events_inbound::batch(&[order]), 1).await;
+    assert!(failed.batch_item_failures.is_empty());
+    let run = app.as_org(app.org_a, Method::POST, "/api/v1/segments/recalculate", Some(json!({}))).await;
+    assert!(run.status.is_success(), "{}", run.body);
 }
 
 #[tokio::test]
@@ -147,34 +185,51 @@ async fn the_runtime_role_cannot_write_another_tenant_or_bypass_row_security() {
     assert_eq!(owned, 0, "the runtime role owns nothing");
 }
 
-#[tokio::test]
-async fn every_tenant_table_has_forced_row_level_security_with_check() {
-    let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let unguarded = admin
+/// Every table with an `organization_id` column, from the catalog (the registry aside).
+async fn tenant_tables(admin: &tokio_postgres::Client) -> Vec<String> {
+    let rows = admin
         .query(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'organization_id' \
-             WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'organizations'
-               AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
-               AND EXISTS (SELECT 1 FROM pg_policies p WHERE p.tablename = c.relname \
-                           AND p.qual IS NOT NULL AND p.with_check IS NOT NULL))",
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'organizations' ORDER BY 1",
             &[],
         )
         .await
         .unwrap();
-    let names: Vec<String> = unguarded.iter().map(|r| r.get(0)).collect();
-    assert!(names.is_empty(), "tables without forced RLS: {names:?}");
-    let tenant_tables: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' \
-             AND column_name = 'organization_id' AND table_name IN (SELECT tablename FROM pg_tables WHERE schemaname = 'public')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(tenant_tables, 17, "a new tenant table? guard it and count it here");
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+#[tokio::test]
+async fn every_tenant_table_has_forced_row_level_security_with_check() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let tables = tenant_tables(&admin).await;
+    assert!(tables.len() >= 16, "the catalog lists the tenant tables: {tables:?}");
+    let tenant_only = "(organization_id = current_organization_id())";
+    for table in &tables {
+        let forced: (bool, bool) = admin
+            .query_one("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = $1", &[table])
+            .await
+            .map(|row| (row.get(0), row.get(1)))
+            .unwrap();
+        assert_eq!(forced, (true, true), "{table}: row-level security enabled and forced");
+        let policies = admin
+            .query(
+                "SELECT policyname, cmd, qual, with_check FROM pg_policies \
+                 WHERE tablename = $1 AND roles && ARRAY['public', 'customer_app']::name[]",
+                &[table],
+            )
+            .await
+            .unwrap();
+        assert!(!policies.is_empty(), "{table}: no policy binds the runtime role");
+        for policy in policies {
+            let (name, cmd): (String, String) = (policy.get(0), policy.get(1));
+            let (using, check): (Option<String>, Option<String>) = (policy.get(2), policy.get(3));
+            assert_eq!(cmd, "ALL", "{table}.{name}: one policy for every command");
+            assert_eq!(using.as_deref(), Some(tenant_only), "{table}.{name}: USING compares the tenant");
+            assert_eq!(check.as_deref(), Some(tenant_only), "{table}.{name}: WITH CHECK compares the tenant");
+        }
+    }
 
     // The registry of organization ids is the documented exception: forced RLS, a tenant sees
     // only its own row, jobs (no tenant) list them all, and a transaction may register only its
