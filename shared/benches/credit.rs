@@ -167,7 +167,7 @@ async fn direct(pool: Pool, sql: Arc<str>, organization: Uuid, customer: Uuid) -
     let run = async {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let set_tenant = tx.prepare_cached("SELECT set_config('app.current_organization_id', $1, true)").await?;
+        let set_tenant = tx.prepare_cached(shared::db::SET_TENANT_SQL).await?;
         tx.execute(&set_tenant, &[&organization.to_string()]).await?;
         let (order, amount) = (Uuid::new_v4(), Money::parse_positive("1.00").unwrap());
         let data = json!({"customer_id": customer, "order_id": order, "amount": amount});

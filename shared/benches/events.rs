@@ -144,7 +144,7 @@ async fn direct(pool: &Pool, organization: Uuid, batches: &[Vec<Event>], concurr
 async fn apply_direct(pool: &Pool, organization: Uuid, event: &Event) -> bool {
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    run(&tx, "SELECT set_config('app.current_organization_id', $1, true)", &[&organization.to_string()]).await;
+    run(&tx, shared::db::SET_TENANT_SQL, &[&organization.to_string()]).await;
     let (event_type, customer) = match &event.kind {
         Kind::Tier { customer, .. } => ("pricing.loyalty.tier_changed", *customer),
         Kind::Completed { customer, .. } => ("orders.order.completed", *customer),

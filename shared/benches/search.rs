@@ -230,7 +230,7 @@ async fn run() {
         issue_hs256_token(SECRET, organization, "bench", &["customers:read"], Duration::from_secs(3600)).unwrap();
     let mut client = ConnectOptions::from(runtime_config).connect().await.unwrap();
     let prepared = Prepared {
-        set_tenant: client.prepare("SELECT set_config('app.current_organization_id', $1, true)").await.unwrap(),
+        set_tenant: client.prepare(shared::db::SET_TENANT_SQL).await.unwrap(),
         settings: client.prepare(shared::search::store::SEARCH_SETTINGS_SQL).await.unwrap(),
         search: client.prepare(shared::search::store::search_sql()).await.unwrap(),
     };

@@ -108,6 +108,12 @@ pub struct Db {
 /// A pooled connection that offers nothing but tenant transactions.
 pub struct DbConnection(Object);
 
+/// What every tenant transaction runs first: the organization its rows belong to (`$1`), and
+/// UTC as the clock of business dates (`current_date` of due and payment dates), whatever the
+/// server's or the database's time zone. Public so the benchmarks' floors run it too.
+pub const SET_TENANT_SQL: &str =
+    "SELECT set_config('app.current_organization_id', $1, true), set_config('TimeZone', 'UTC', true)";
+
 /// A transaction scoped to one organization: the only handle that runs tenant SQL.
 pub struct TenantTx<'a> {
     tx: Transaction<'a>,
@@ -228,10 +234,7 @@ impl DbConnection {
     /// Begins a transaction that sees and writes only `organization_id`'s rows.
     pub async fn begin(&mut self, organization_id: Uuid) -> anyhow::Result<TenantTx<'_>> {
         let tx = self.0.transaction().await.context("beginning a transaction")?;
-        let set_tenant = tx
-            .prepare_cached("SELECT set_config('app.current_organization_id', $1, true)")
-            .await
-            .context("preparing the tenant setting")?;
+        let set_tenant = tx.prepare_cached(SET_TENANT_SQL).await.context("preparing the tenant setting")?;
         tx.execute(&set_tenant, &[&organization_id.to_string()])
             .await
             .context("setting the tenant of the transaction")?;

@@ -470,3 +470,23 @@ async fn the_overdue_job_marks_usages_past_due_once_in_every_organization() {
     assert_eq!(paid.status, StatusCode::CREATED);
     assert_eq!(account(&app, a).await["overdue_amount"], "0.00");
 }
+
+#[tokio::test]
+async fn business_dates_are_utc_dates_whatever_the_database_time_zone() {
+    let app = TestApp::spawn().await;
+    // At any hour, one of these two zones (UTC+14 and UTC-11) is on another date than UTC.
+    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        let admin = app.admin().await;
+        admin.batch_execute(&format!("ALTER DATABASE {} SET timezone = '{zone}'", app.database)).await.unwrap();
+        let core =
+            shared::app::App::new(shared::db::Db::from_config(crate::helpers::app_config(&app.database), 1).unwrap());
+        let caller = shared::auth::Caller::service(app.org_a, "tester");
+        let customer = app.approved_account(app.org_a, "100.00", 0).await;
+        let amount = shared::money::Money::parse_positive("1.00").unwrap();
+        let usage = shared::credit::use_credit(&core, &caller, customer, Uuid::new_v4(), amount).await.unwrap();
+        let shared::credit::Written::Created(usage) = usage else { panic!("a new usage") };
+        let today = chrono::Utc::now().date_naive();
+        assert_eq!(usage.due_date, today, "a use on terms of 0 days is due today in UTC, under {zone}");
+        assert_eq!(shared::credit::mark_overdue(&core, today).await.unwrap(), 0, "not overdue on its UTC due date");
+    }
+}
