@@ -231,3 +231,96 @@ async fn unknown_key_ids_fetch_the_jwks_at_most_once_a_minute_even_when_the_fetc
     assert!(verifier.verify(&rs256_token("test-key-1")).await.is_ok());
     assert_eq!(requests.load(Ordering::SeqCst), 1, "one fetch serves every kid within the interval");
 }
+
+/// Every route with the scope it needs and a well-formed body: one list for the 401 and 403
+/// checks, so a route added without its scope check fails here.
+fn routes_and_scopes(customer: Uuid, address: Uuid) -> Vec<(Method, String, Option<serde_json::Value>, &'static str)> {
+    let c = format!("/api/v1/customers/{customer}");
+    let order = Uuid::new_v4();
+    vec![
+        (Method::GET, "/api/v1/customers".into(), None, "customers:read"),
+        (Method::POST, "/api/v1/customers".into(), Some(person("Sin", "Permiso")), "customers:write"),
+        (Method::GET, c.clone(), None, "customers:read"),
+        (Method::PATCH, c.clone(), Some(json!({"notes": "x"})), "customers:write"),
+        (Method::DELETE, c.clone(), None, "customers:admin"),
+        (Method::GET, format!("{c}/360"), None, "customers:read"),
+        (Method::GET, format!("{c}/export"), None, "customers:read"),
+        (Method::GET, format!("{c}/loyalty"), None, "customers:read"),
+        (Method::GET, format!("{c}/addresses"), None, "customers:read"),
+        (
+            Method::POST,
+            format!("{c}/addresses"),
+            Some(json!({"address_line1": "Calle 1", "city": "Colón"})),
+            "customers:write",
+        ),
+        (Method::PATCH, format!("{c}/addresses/{address}"), Some(json!({"city": "David"})), "customers:write"),
+        (Method::DELETE, format!("{c}/addresses/{address}"), None, "customers:write"),
+        (Method::GET, "/api/v1/customers/search?q=ana".into(), None, "customers:read"),
+        (Method::GET, format!("{c}/credit"), None, "credit:read"),
+        (Method::POST, format!("{c}/credit"), Some(json!({"credit_limit": "10.00"})), "credit:write"),
+        (Method::PATCH, format!("{c}/credit"), Some(json!({"payment_term_days": 15})), "credit:write"),
+        (Method::PATCH, format!("{c}/credit"), Some(json!({"credit_limit": "20.00"})), "credit:approve"),
+        (Method::POST, format!("{c}/credit/approve"), None, "credit:approve"),
+        (Method::POST, format!("{c}/credit/suspend"), Some(json!({"reason": "r"})), "credit:write"),
+        (Method::POST, format!("{c}/credit/reactivate"), Some(json!({"reason": "r"})), "credit:approve"),
+        (Method::POST, format!("{c}/credit/cancel"), Some(json!({"reason": "r"})), "credit:approve"),
+        (Method::POST, format!("{c}/credit/check"), Some(json!({"amount": "1.00"})), "credit:read"),
+        (Method::GET, format!("{c}/credit/usages"), None, "credit:read"),
+        (
+            Method::POST,
+            format!("{c}/credit/usages"),
+            Some(json!({"order_id": order, "amount": "1.00"})),
+            "credit:write",
+        ),
+        (Method::POST, format!("{c}/credit/usages/{order}/release"), None, "credit:write"),
+        (Method::GET, format!("{c}/credit/payments"), None, "credit:read"),
+        (
+            Method::POST,
+            format!("{c}/credit/payments"),
+            Some(json!({"amount": "1.00", "payment_method": "cash"})),
+            "credit:write",
+        ),
+        (Method::GET, format!("{c}/credit/statement"), None, "credit:read"),
+        (Method::GET, format!("{c}/segment"), None, "segments:read"),
+        (Method::POST, format!("{c}/segment/recalculate"), None, "segments:write"),
+        (Method::GET, "/api/v1/segments".into(), None, "segments:read"),
+        (Method::GET, "/api/v1/segments/champions/customers".into(), None, "segments:read"),
+        (Method::POST, "/api/v1/segments/recalculate".into(), Some(json!({})), "segments:write"),
+    ]
+}
+
+#[tokio::test]
+async fn every_route_answers_401_without_a_token_and_403_without_its_scope_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let customer = app.approved_account(app.org_a, "100.00", 30).await;
+    let address = app
+        .as_org(
+            app.org_a,
+            Method::POST,
+            &format!("/api/v1/customers/{customer}/addresses"),
+            Some(json!({"address_line1": "Calle 50", "city": "Panamá"})),
+        )
+        .await
+        .body["address_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let before = (app.count("outbox").await, app.count("customers").await, app.count("addresses").await);
+    for (method, path, body, scope) in routes_and_scopes(customer, address) {
+        let anonymous = app.call(method.clone(), &path, None, body.clone()).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{method} {path} without a token");
+        assert_eq!(anonymous.code(), "unauthorized");
+        let others: Vec<&str> = crate::helpers::ALL.iter().copied().filter(|granted| *granted != scope).collect();
+        let token = app.token(app.org_a, &others);
+        let refused = app.call(method.clone(), &path, Some(&token), body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{method} {path} without {scope}: {}", refused.body);
+        assert_eq!(refused.body["detail"], format!("The token lacks the scope `{scope}`."));
+        assert_eq!(
+            (refused.body["type"].as_str(), refused.body["title"].as_str()),
+            (Some("urn:customer-service:problem:forbidden"), Some("Forbidden"))
+        );
+    }
+    let after = (app.count("outbox").await, app.count("customers").await, app.count("addresses").await);
+    assert_eq!(before, after, "a refused call writes nothing");
+}
