@@ -220,3 +220,103 @@ async fn sixty_four_clients_never_overdraw_and_never_charge_an_order_twice() {
     assert!(statuses.get(&200).copied().unwrap_or(0) > 0, "replays and releases happened: {statuses:?}");
     assert_credit_invariants(&app).await;
 }
+
+/// Runs `calls` at once and answers their (status, body) pairs.
+async fn all_at_once(
+    app: &Arc<TestApp>,
+    calls: Vec<(Method, String, Option<serde_json::Value>, Option<String>)>,
+) -> Vec<(u16, serde_json::Value)> {
+    let tasks = calls.into_iter().map(|(method, path, body, key)| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let token = app.token(app.org_a, crate::helpers::ALL);
+            let mut request = http::Request::builder()
+                .method(method)
+                .uri(&path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json");
+            if let Some(key) = key {
+                request = request.header("idempotency-key", key);
+            }
+            let body = body.map(|b| b.to_string()).unwrap_or_default();
+            let answer = app.send(request.body(axum::body::Body::from(body)).unwrap()).await;
+            (answer.status.as_u16(), answer.body)
+        })
+    });
+    futures_util::future::join_all(tasks).await.into_iter().map(|task| task.expect("a client panicked")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_racing_one_new_order_or_one_idempotency_key_write_it_once() {
+    let app = Arc::new(TestApp::spawn().await);
+    let customer = app.approved_account(app.org_a, "500.00", 30).await;
+    let path = format!("/api/v1/customers/{customer}/credit");
+
+    let order = json!({"order_id": Uuid::new_v4(), "amount": "40.00"});
+    let racing = (0..16).map(|_| (Method::POST, format!("{path}/usages"), Some(order.clone()), None)).collect();
+    let answers = all_at_once(&app, racing).await;
+    let created = answers.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(created, 1, "one client charged the order: {answers:?}");
+    let usage_ids: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert!(*status == 201 || *status == 200, "{body}");
+            body["usage_id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(usage_ids.len(), 1, "every client got the same usage");
+
+    let payment = json!({"amount": "15.00", "payment_method": "card"});
+    let racing = (0..16)
+        .map(|_| (Method::POST, format!("{path}/payments"), Some(payment.clone()), Some("pay-race-1".into())))
+        .collect();
+    let answers = all_at_once(&app, racing).await;
+    for (status, body) in &answers {
+        assert!(matches!(status, 200 | 201) || body["code"] == "payment_in_progress", "{status} {body}");
+    }
+    assert_eq!(answers.iter().filter(|(status, _)| *status == 201).count(), 1, "{answers:?}");
+    assert_eq!(app.count("credit_payments").await, 1, "one payment under the shared key");
+    assert_credit_invariants(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limit_changes_suspensions_and_the_overdue_job_in_flight_keep_the_invariants() {
+    let app = Arc::new(TestApp::spawn().await);
+    let customer = app.approved_account(app.org_a, "300.00", 0).await;
+    let path = format!("/api/v1/customers/{customer}/credit");
+    let mut calls = Vec::new();
+    for n in 0..48 {
+        let call = match n % 6 {
+            0 => (Method::PATCH, path.clone(), Some(json!({"credit_limit": money(20_000 + n * 500)})), None),
+            1 => (Method::POST, format!("{path}/suspend"), Some(json!({"reason": "review"})), None),
+            2 => (Method::POST, format!("{path}/reactivate"), Some(json!({"reason": "cleared"})), None),
+            3 => (
+                Method::POST,
+                format!("{path}/payments"),
+                Some(json!({"amount": "5.00", "payment_method": "cash"})),
+                None,
+            ),
+            _ => (
+                Method::POST,
+                format!("{path}/usages"),
+                Some(json!({"order_id": Uuid::new_v4(), "amount": "25.00"})),
+                None,
+            ),
+        };
+        calls.push(call);
+    }
+    let core = app.core.clone();
+    let overdue = tokio::spawn(async move {
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+        for _ in 0..5 {
+            shared::credit::mark_overdue(&core, tomorrow).await.unwrap();
+        }
+    });
+    let answers = all_at_once(&app, calls).await;
+    overdue.await.unwrap();
+    for (status, body) in &answers {
+        assert!(*status < 500, "{status} {body}");
+    }
+    assert!(answers.iter().any(|(status, _)| *status == 201), "some uses went through: {answers:?}");
+    assert_credit_invariants(&app).await;
+}
