@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit bench-search bench-events bench-relay restart-under-load
+.PHONY: dev test services token bench-credit bench-search bench-events bench-server bench-relay restart-under-load
 
 dev:
 	@infra/local/dev.sh
@@ -26,6 +26,11 @@ bench-search:
 # Inbound events/s of one consumer (batches of 10) next to the same statements run directly.
 bench-events:
 	@infra/local/bench.sh events
+
+# The container server (release, its own process) under gRPC and HTTP callers over loopback:
+# calls/s and p50/p99 at 1, 8 and 64 callers next to the same SQL run directly.
+bench-server:
+	@infra/local/bench.sh server
 
 # The relay draining a 20,000-event backlog (50 organizations, one customer owning 5,000) in
 # one-second runs: runs, duplicates (0) and order, against the local SQS emulator.

@@ -6,6 +6,8 @@
 #   search  latency per kind of query over 1,000,000 customers (BENCH_DATABASE keeps them)
 #   events  events/s one consumer applies in batches of 10 against the raw-SQL floor, then
 #           what the publish after commit adds to a write
+#   server  the container server as its own process, loaded over loopback by gRPC and HTTP
+#           callers of another process, against the raw-SQL floor (BENCH_SERVER_POOL)
 #   relay   the relay draining a 20,000-event backlog in one-second runs (RELAY_DRAIN_EVENTS)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,6 +31,12 @@ bench_events() {
   cargo bench --workspace --bench events
 }
 
+bench_server() {
+  step "building the server and the server benchmark (release)"
+  cargo build --release --workspace --bin customer-server
+  SERVER_BIN=$CARGO_TARGET_DIR/release/customer-server cargo bench --workspace --bench server
+}
+
 bench_relay() {
   step "the relay draining a backlog of ${RELAY_DRAIN_EVENTS:=20000} events"
   RELAY_DRAIN_EVENTS=$RELAY_DRAIN_EVENTS \
@@ -36,7 +44,7 @@ bench_relay() {
 }
 
 name=${1:-}
-declare -F "bench_$name" >/dev/null || die "usage: infra/local/bench.sh credit|search|events|relay"
+declare -F "bench_$name" >/dev/null || die "usage: infra/local/bench.sh credit|search|events|server|relay"
 infra/local/services.sh
 load_environment
 "bench_$name"

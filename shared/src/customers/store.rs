@@ -1,5 +1,7 @@
 //! Customer SQL. Every function runs inside a tenant transaction; RLS scopes the rows.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
@@ -102,20 +104,33 @@ pub async fn insert(tx: &TenantTx<'_>, new: NewCustomer) -> Result<Customer, Api
 }
 
 pub async fn find(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Option<Customer>, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1");
-    let row = tx.query_opt(&sql, &[&customer_id]).await.context("reading a customer")?;
+    let row = tx.query_opt(find_sql(), &[&customer_id]).await.context("reading a customer")?;
     Ok(row.as_ref().map(from_row))
+}
+
+/// The statement of [`find`]; parameter: the customer id. Public so the server benchmark can
+/// run the same SQL directly as its floor.
+pub fn find_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1"));
+    &SQL
 }
 
 /// The customers among `customer_ids`, in the order asked; ids not in this tenant are left out.
 pub async fn find_many(tx: &TenantTx<'_>, customer_ids: &[Uuid]) -> Result<Vec<Customer>, ApiError> {
-    let columns = COLUMNS.split(", ").map(|column| format!("c.{}", column.trim())).collect::<Vec<_>>().join(", ");
-    let sql = format!(
-        "SELECT {columns} FROM unnest($1::uuid[]) WITH ORDINALITY AS asked(customer_id, n) \
-         JOIN customers c ON c.customer_id = asked.customer_id ORDER BY asked.n"
-    );
-    let rows = tx.query(&sql, &[&customer_ids]).await.context("reading customers")?;
+    let rows = tx.query(find_many_sql(), &[&customer_ids]).await.context("reading customers")?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// The statement of [`find_many`]; parameter: the ids as a `uuid[]`. Public for the same floor.
+pub fn find_many_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = COLUMNS.split(", ").map(|column| format!("c.{}", column.trim())).collect::<Vec<_>>().join(", ");
+        format!(
+            "SELECT {columns} FROM unnest($1::uuid[]) WITH ORDINALITY AS asked(customer_id, n) \
+             JOIN customers c ON c.customer_id = asked.customer_id ORDER BY asked.n"
+        )
+    });
+    &SQL
 }
 
 /// Reads and locks a customer for the rest of the transaction; 404 when not in this tenant.
