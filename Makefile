@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit bench-search bench-events bench-server bench-relay restart-under-load
+.PHONY: dev test services token bench-credit bench-search bench-events bench-server bench-relay bench-rfm restart-under-load
 
 dev:
 	@infra/local/dev.sh
@@ -36,6 +36,11 @@ bench-server:
 # one-second runs: runs, duplicates (0) and order, against the local SQS emulator.
 bench-relay:
 	@infra/local/bench.sh relay
+
+# The nightly RFM run over 1,000,000 customers and 10,000,000 purchases (one organization, then
+# 100), first run and a steady night next to the plain aggregation; checks both paths agree.
+bench-rfm:
+	@infra/local/bench.sh rfm
 
 # PostgreSQL restarts under 4 credit callers (a private cluster): 201 or 503, never 500, none lost.
 restart-under-load:

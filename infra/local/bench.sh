@@ -9,6 +9,9 @@
 #   server  the container server as its own process, loaded over loopback by gRPC and HTTP
 #           callers of another process, against the raw-SQL floor (BENCH_SERVER_POOL)
 #   relay   the relay draining a 20,000-event backlog in one-second runs (RELAY_DRAIN_EVENTS)
+#   rfm     the nightly segment run over RFM_BENCH_CUSTOMERS (1,000,000) customers and
+#           RFM_BENCH_ORDERS (10,000,000) purchases in 1 organization, then in 100, loaded by
+#           `devctl generate` (BENCH_DATABASE=prefix keeps the databases after their run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
@@ -43,8 +46,29 @@ bench_relay() {
     cargo test --workspace --test api hardening::a_large_backlog_drains -- --nocapture
 }
 
+bench_rfm() {
+  local prefix=${BENCH_DATABASE:-cs_bench_rfm} database
+  step "building (release) devctl and the rfm benchmark"
+  cargo build --release --workspace --bin devctl
+  cargo bench --workspace --bench rfm --no-run
+  local devctl=$CARGO_TARGET_DIR/release/devctl
+  # One population at a time: each takes several GB.
+  for organizations in 1 100; do
+    database=${prefix}_${organizations}org
+    psql -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+    "$devctl" migrate --database "$database" >/dev/null
+    step "generating $database: $organizations organization(s)"
+    "$devctl" generate --database "$database" --organizations "$organizations" \
+      --customers "${RFM_BENCH_CUSTOMERS:=1000000}" --orders "${RFM_BENCH_ORDERS:=10000000}" --days 400 \
+      --until "$(date -u -d yesterday +%F)"
+    step "running the rfm benchmark over $database"
+    RFM_BENCH_DATABASE=$database cargo bench --workspace --bench rfm
+    [ -n "${BENCH_DATABASE:-}" ] || psql -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE $database"
+  done
+}
+
 name=${1:-}
-declare -F "bench_$name" >/dev/null || die "usage: infra/local/bench.sh credit|search|events|server|relay"
+declare -F "bench_$name" >/dev/null || die "usage: infra/local/bench.sh credit|search|events|server|relay|rfm"
 infra/local/services.sh
 load_environment
 "bench_$name"

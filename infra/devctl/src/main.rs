@@ -7,8 +7,10 @@
 //! - `send-inbound` sends the message bodies of an example SQS event to `customers-inbound`.
 //! - `event-sources` plays AWS's part for `cargo lambda watch`: the SQS event source mapping
 //!   of `customers-inbound` and the schedules of the relay and the overdue job.
+//! - `generate` loads a realistic population of customers and purchases (see [`generate`]).
 
 mod event_sources;
+mod generate;
 #[cfg(test)]
 mod tests;
 
@@ -95,6 +97,46 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         relay_every: u64,
     },
+    /// Load organizations, customers and purchases as the events consumer would have written
+    /// them (COPY as the owning role), for benchmarks and demos.
+    Generate {
+        #[arg(long, env = "ADMIN_DATABASE_URL")]
+        admin_database_url: String,
+        /// Database to load (migrated; default: the URL's own database).
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        organizations: usize,
+        /// Customers over all organizations.
+        #[arg(long)]
+        customers: usize,
+        /// Orders over all organizations.
+        #[arg(long)]
+        orders: usize,
+        /// Purchases fall in the DAYS before `--until`.
+        #[arg(long, default_value_t = 400)]
+        days: u32,
+        /// End of the purchases (RFC 3339 or YYYY-MM-DD, midnight UTC; default: now).
+        #[arg(long, value_parser = parse_instant)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Percent of orders cancelled after they completed.
+        #[arg(long, default_value_t = 2.0)]
+        cancelled_percent: f64,
+        /// Give the organizations a segment window of this many days before `--until`, as a run
+        /// leaves it, and the totals the consumer keeps once there is one (default: no run
+        /// yet, no totals).
+        #[arg(long)]
+        kept_window_days: Option<u32>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(date) = text.parse::<chrono::NaiveDate>() {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.to_utc()).map_err(|e| format!("{text}: {e}"))
 }
 
 #[tokio::main]
@@ -141,6 +183,51 @@ async fn main() -> anyhow::Result<()> {
         Command::SendInbound { endpoint, data_file } => event_sources::send_inbound(&endpoint, &data_file).await?,
         Command::EventSources { endpoint, functions, relay_every } => {
             event_sources::run(&endpoint, &functions, Duration::from_secs(relay_every)).await?
+        }
+        Command::Generate {
+            admin_database_url,
+            database,
+            organizations,
+            customers,
+            orders,
+            days,
+            until,
+            cancelled_percent,
+            kept_window_days,
+            seed,
+        } => {
+            let mut admin: ConnectOptions =
+                admin_database_url.parse().context("ADMIN_DATABASE_URL is not a valid connection string")?;
+            if let Some(database) = database {
+                admin.config.dbname(&database);
+            }
+            let population = generate::Population {
+                organizations,
+                customers,
+                orders,
+                days,
+                until: until.unwrap_or_else(chrono::Utc::now),
+                cancelled_share: cancelled_percent / 100.0,
+                kept_window_days,
+                seed,
+            };
+            let progress = indicatif::ProgressBar::new(orders as u64).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} orders ({per_sec}, eta {eta}) {msg}",
+                )?
+                .progress_chars("=> "),
+            );
+            let started = std::time::Instant::now();
+            let generated = generate::generate(&admin, &population, &progress).await?;
+            progress.finish_and_clear();
+            println!(
+                "generated {} organizations, {} customers, {} purchases, {} totals rows in {:.1?}",
+                generated.organizations.len(),
+                generated.customers,
+                generated.purchases,
+                generated.totals,
+                started.elapsed()
+            );
         }
     }
     Ok(())

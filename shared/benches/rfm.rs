@@ -1,0 +1,301 @@
+//! RFM benchmark: the nightly segment run over a population `devctl generate` just loaded
+//! (the database `RFM_BENCH_DATABASE`, which the benchmark changes), next to the plain
+//! aggregation of the window's purchases (`GROUP BY customer_id`) measured in the same run,
+//! before and after each run.
+//!
+//! In order:
+//! 1. the first run (the baseline: every purchase aggregated from scratch, every row written);
+//! 2. one more day of purchases (`RFM_BENCH_DAY`, default 30,000, and 1% cancellations of
+//!    earlier orders) applied through the events consumer (`handle_batch`, batches of 10);
+//! 3. the steady night, one day later: one day slides out of the window, the kept totals are
+//!    scored and only changes are written (the incremental path);
+//! 4. the check: a from-scratch run over the same date must write nothing (rows_written 0),
+//!    the rows must equal a snapshot taken after the incremental run, and the breakpoints of
+//!    the two runs must be equal.
+//!
+//! Run with `make bench-rfm`.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::{NaiveDate, TimeDelta, Utc};
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::app::App;
+use shared::config::InboundConfig;
+use shared::db::Db;
+use shared::events::inbound::handle_batch;
+use shared::segments::{rfm, run_organization, RunOptions, Trigger};
+use uuid::Uuid;
+
+mod common;
+use common::{admin, runtime_config, Xorshift};
+
+/// The comparison columns of a segment row: totals, scores, segment and flags.
+const ROW: &str = "organization_id, customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+    average_order_value, last_purchase_at, rfm_recency, rfm_frequency, rfm_monetary, segment_code, is_vip, is_at_risk";
+
+#[tokio::main]
+async fn main() {
+    let database = std::env::var("RFM_BENCH_DATABASE").expect("RFM_BENCH_DATABASE names a generated database");
+    print_conditions(&database).await;
+    scenario(&database).await;
+}
+
+async fn print_conditions(database: &str) {
+    let client = admin(database).await;
+    let version: String = client.query_one("SHOW server_version", &[]).await.unwrap().get(0);
+    let mut settings = vec![format!("PostgreSQL {version}")];
+    for name in [
+        "fsync",
+        "synchronous_commit",
+        "shared_buffers",
+        "work_mem",
+        "maintenance_work_mem",
+        "max_parallel_workers_per_gather",
+        "jit",
+    ] {
+        let value: String = client.query_one(&format!("SHOW {name}"), &[]).await.unwrap().get(0);
+        settings.push(format!("{name}={value}"));
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let dirty = if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        ""
+    } else {
+        " (+ uncommitted changes)"
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("conditions: {}", settings.join(", "));
+    println!(
+        "commit {}{dirty}; {cpus} CPUs; the run's pool: 2 connections, organizations one after another",
+        git(&["rev-parse", "--short", "HEAD"])
+    );
+}
+
+/// The plain aggregation of the window, per organization in its tenant transaction as the
+/// runtime role, every aggregate used so none is planned away; seconds over all organizations.
+async fn plain_aggregation(app: &App, organizations: &[Uuid], as_of: NaiveDate) -> f64 {
+    let window_start = rfm::window_start(as_of, rfm::DEFAULT_WINDOW_DAYS);
+    let started = Instant::now();
+    for organization in organizations {
+        let mut conn = app.db.connection().await.unwrap();
+        let tx = conn.begin(*organization).await.unwrap();
+        tx.allow_statements_for(Duration::from_secs(600)).await.unwrap();
+        tx.query_one(
+            "SELECT count(*), sum(orders), sum(amount), max(last) FROM ( \
+                 SELECT customer_id, count(*) AS orders, sum(total_amount) AS amount, max(occurred_at) AS last \
+                 FROM purchases WHERE status = 'completed' AND occurred_at >= $1 GROUP BY customer_id) AS a",
+            &[&window_start],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+struct Nightly {
+    seconds: f64,
+    modes: Vec<String>,
+    rows_written: i64,
+    changes: i64,
+    events: i64,
+}
+
+/// Every organization in turn, as the nightly job does.
+async fn run_all(app: &App, organizations: &[Uuid], as_of: NaiveDate, from_scratch: bool) -> Nightly {
+    let options = RunOptions { as_of, window_days: rfm::DEFAULT_WINDOW_DAYS, from_scratch, trigger: Trigger::Nightly };
+    let started = Instant::now();
+    let mut nightly = Nightly { seconds: 0.0, modes: vec![], rows_written: 0, changes: 0, events: 0 };
+    for organization in organizations {
+        let run = run_organization(app, *organization, options).await.unwrap();
+        if !nightly.modes.contains(&run.mode) {
+            nightly.modes.push(run.mode.clone());
+        }
+        nightly.rows_written += i64::from(run.rows_written);
+        nightly.changes += i64::from(run.changes);
+        nightly.events += i64::from(run.events);
+    }
+    nightly.seconds = started.elapsed().as_secs_f64();
+    nightly
+}
+
+fn sqs_event(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(i.to_string());
+            message.body = Some(body.clone());
+            message
+        })
+        .collect();
+    event
+}
+
+/// One more day of purchases (dated within `day`) and 1% cancellations of earlier orders,
+/// through the events consumer. Answers the events applied and the seconds taken.
+async fn one_more_day(app: &App, database: &str, day: NaiveDate, purchases: usize) -> (usize, f64) {
+    let client = admin(database).await;
+    let mut random = Xorshift(0x2545_F491_4F6C_DD1D);
+    let customers: Vec<(Uuid, Uuid)> = client
+        .query("SELECT organization_id, customer_id FROM customers ORDER BY random() LIMIT $1", &[&(purchases as i64)])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let cancelled: Vec<(Uuid, Uuid, Uuid)> = client
+        .query(
+            "SELECT organization_id, customer_id, order_id FROM purchases TABLESAMPLE SYSTEM (0.1) \
+             WHERE status = 'completed' LIMIT $1",
+            &[&(purchases as i64 / 100)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let now = Utc::now();
+    let envelope = |organization: Uuid, event_type: &str, data: serde_json::Value, at: chrono::DateTime<Utc>| {
+        json!({"id": Uuid::now_v7(), "type": event_type, "source": "order-service", "time": at.min(now),
+               "organization_id": organization, "data": data})
+        .to_string()
+    };
+    let mut bodies: Vec<String> = (0..purchases)
+        .map(|i| {
+            // Some customers buy twice that day.
+            let (organization, customer) = customers[if i % 10 == 9 { random.below(i) } else { i % customers.len() }];
+            let at = midnight + TimeDelta::seconds(random.below(86_400) as i64);
+            let amount = rust_decimal::Decimal::new(500 + random.below(20_000) as i64, 2);
+            let data = json!({"order_id": Uuid::now_v7(), "customer_id": customer,
+                              "total_amount": amount.to_string(), "completed_at": at});
+            envelope(organization, "orders.order.completed", data, at)
+        })
+        .collect();
+    for (organization, customer, order) in cancelled {
+        let at = midnight + TimeDelta::seconds(random.below(86_400) as i64);
+        let data = json!({"order_id": order, "customer_id": customer, "cancelled_at": at});
+        bodies.push(envelope(organization, "orders.order.cancelled", data, at));
+    }
+    let started = Instant::now();
+    let sources = InboundConfig::default();
+    let failures: usize = futures_util::stream::iter(bodies.chunks(10))
+        .map(|batch| handle_batch(app, &sources, sqs_event(batch), 10))
+        .buffer_unordered(4)
+        .map(|response| response.batch_item_failures.len())
+        .fold(0, |sum, n| async move { sum + n })
+        .await;
+    assert_eq!(failures, 0, "the consumer refused events");
+    (bodies.len(), started.elapsed().as_secs_f64())
+}
+
+async fn scenario(work: &str) {
+    let client = admin(work).await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM organizations), (SELECT count(*) FROM customers), \
+                 (SELECT count(*) FROM purchases), (SELECT count(*) FROM customer_segments), \
+                 (SELECT count(*) FROM segment_runs), ((max(occurred_at) AT TIME ZONE 'UTC')::date + 1) \
+             FROM purchases",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (organizations, customers, purchases, rows, runs): (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let first_day: NaiveDate = row.get(5);
+    assert_eq!((rows, runs), (0, 0), "{work} must be freshly generated (no totals kept, no run)");
+    println!();
+    println!(
+        "== {organizations} organization(s), {customers} customers, {purchases} purchases \
+         ({work}); first run as of {first_day}"
+    );
+    let app = App::new(Db::from_config(runtime_config(work), 8).unwrap());
+    let ids = app.db.organizations().await.unwrap();
+
+    let warm = plain_aggregation(&app, &ids, first_day).await;
+    let plain_before = plain_aggregation(&app, &ids, first_day).await;
+    let first = run_all(&app, &ids, first_day, false).await;
+    let plain_after = plain_aggregation(&app, &ids, first_day).await;
+    assert_eq!(first.modes, ["baseline"]);
+    let plain_first = (plain_before + plain_after) / 2.0;
+
+    let day = std::env::var("RFM_BENCH_DAY").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let (events, consumed) = one_more_day(&app, work, first_day, day).await;
+
+    let next_day = first_day + TimeDelta::days(1);
+    let plain_before = plain_aggregation(&app, &ids, next_day).await;
+    let steady = run_all(&app, &ids, next_day, false).await;
+    let plain_after = plain_aggregation(&app, &ids, next_day).await;
+    assert_eq!(steady.modes, ["incremental"]);
+    let plain_steady = (plain_before + plain_after) / 2.0;
+
+    client
+        .batch_execute(&format!("CREATE TABLE bench_incremental AS SELECT {ROW} FROM customer_segments"))
+        .await
+        .unwrap();
+    let repair = run_all(&app, &ids, next_day, true).await;
+    let differing: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM ((SELECT {ROW} FROM customer_segments EXCEPT SELECT * FROM bench_incremental) \
+                 UNION ALL (SELECT * FROM bench_incremental EXCEPT SELECT {ROW} FROM customer_segments)) d"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let breakpoints_differ: i64 = client
+        .query_one(
+            "SELECT count(*) FROM segment_runs i JOIN segment_runs s USING (organization_id, as_of) \
+             WHERE i.mode = 'incremental' AND s.mode = 'from_scratch' \
+               AND (i.recency_breakpoints, i.frequency_breakpoints, i.monetary_breakpoints, i.customers_scored) \
+                   IS DISTINCT FROM \
+                   (s.recency_breakpoints, s.frequency_breakpoints, s.monetary_breakpoints, s.customers_scored)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let identical = repair.rows_written == 0 && differing == 0 && breakpoints_differ == 0;
+
+    println!("warm-up aggregation {warm:.2} s; plain aggregation = GROUP BY customer_id over the 365-day window");
+    println!("{:<52} {:>9} {:>9} {:>11} {:>9}", "", "seconds", "plain s", "x plain", "rows");
+    let line = |name: &str, nightly: &Nightly, plain: f64| {
+        println!(
+            "{:<52} {:>9.2} {:>9.2} {:>11.2} {:>9}",
+            name,
+            nightly.seconds,
+            plain,
+            nightly.seconds / plain,
+            nightly.rows_written
+        );
+    };
+    line("first run (baseline, from scratch)", &first, plain_first);
+    line("steady night (incremental, +1 day, 1 day slid out)", &steady, plain_steady);
+    line("from scratch again, same day (the check)", &repair, plain_steady);
+    println!(
+        "the day: {events} events through the consumer in {consumed:.1} s ({:.0}/s); steady night: {} segment changes, {} events",
+        events as f64 / consumed,
+        steady.changes,
+        steady.events
+    );
+    println!(
+        "identical: {} (from-scratch rows written {}, rows differing from the incremental snapshot {differing}, \
+         organizations whose breakpoints differ {breakpoints_differ})",
+        if identical { "yes" } else { "NO" },
+        repair.rows_written
+    );
+    assert!(identical, "the incremental and from-scratch paths disagree");
+}
