@@ -103,6 +103,7 @@ mod tests {
     #[test]
     fn every_tier_has_benefits_and_higher_tiers_have_more() {
         let counts: Vec<usize> = LoyaltyTier::ALL.iter().map(|t| t.benefits().len()).collect();
+        assert!(counts.iter().all(|count| *count > 0), "every tier has a benefit: {counts:?}");
         assert!(counts.windows(2).all(|pair| pair[0] <= pair[1]), "{counts:?}");
     }
 }

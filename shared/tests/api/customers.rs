@@ -313,3 +313,68 @@ async fn concurrent_default_addresses_leave_exactly_one_default_per_kind() {
     assert!(defaults.get::<_, i64>(0) <= 1 && defaults.get::<_, i64>(1) <= 1);
     assert!(defaults.get::<_, i64>(0) + defaults.get::<_, i64>(1) >= 1, "the last default stands");
 }
+
+#[tokio::test]
+async fn the_list_and_search_filters_keep_only_what_they_name() {
+    let app = TestApp::spawn().await;
+    let active = app.create_customer(app.org_a, person("Ana", "Activa")).await;
+    let blocked = app.create_customer(app.org_a, person("Ana", "Bloqueada")).await;
+    let block = json!({"status": "blocked", "status_reason": "fraud review"});
+    let patched = app.as_org(app.org_a, Method::PATCH, &format!("/api/v1/customers/{blocked}"), Some(block)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    app.admin()
+        .await
+        .execute("UPDATE customers SET loyalty_tier = 'gold' WHERE customer_id = $1", &[&active])
+        .await
+        .unwrap();
+
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["items"].as_array().unwrap().iter().map(|c| c["customer_id"].as_str().unwrap().to_string()).collect()
+    };
+    let listed = app.as_org(app.org_a, Method::GET, "/api/v1/customers?status=blocked", None).await;
+    assert_eq!(ids(&listed.body), [blocked.to_string()]);
+    let listed = app.as_org(app.org_a, Method::GET, "/api/v1/customers?loyalty_tier=gold", None).await;
+    assert_eq!(ids(&listed.body), [active.to_string()]);
+    let found = app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=ana&loyalty_tier=gold", None).await;
+    assert_eq!(ids(&found.body), [active.to_string()]);
+    let found = app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=ana&status=blocked", None).await;
+    assert_eq!(ids(&found.body), [blocked.to_string()]);
+    let found = app.as_org(app.org_a, Method::GET, "/api/v1/customers/search?q=ana&segment=champions", None).await;
+    assert_eq!(ids(&found.body), Vec::<String>::new(), "no one has a segment before a run");
+}
+
+#[tokio::test]
+async fn a_stale_if_match_on_an_address_or_a_credit_account_gets_412_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let customer = app.approved_account(app.org_a, "100.00", 30).await;
+    let base = format!("/api/v1/customers/{customer}");
+    let added = app
+        .as_org(
+            app.org_a,
+            Method::POST,
+            &format!("{base}/addresses"),
+            Some(json!({"address_line1": "Calle 1", "city": "Colón"})),
+        )
+        .await;
+    let address = format!("{base}/addresses/{}", added.body["address_id"].as_str().unwrap());
+    let token = app.token(app.org_a, crate::helpers::ALL);
+    for (path, body) in
+        [(address.as_str(), json!({"city": "David"})), (&format!("{base}/credit"), json!({"payment_term_days": 60}))]
+    {
+        let request = Request::builder()
+            .method(Method::PATCH)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("if-match", "\"99\"")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let stale = app.send(request).await;
+        assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{path}");
+        assert_eq!(stale.code(), "version_mismatch");
+    }
+    let read = app.as_org(app.org_a, Method::GET, &format!("{base}/addresses"), None).await;
+    assert_eq!(read.body["items"][0]["city"], "Colón");
+    let account = app.as_org(app.org_a, Method::GET, &format!("{base}/credit"), None).await;
+    assert_eq!(account.body["payment_term_days"], 30);
+}
