@@ -11,7 +11,8 @@
 #   relay   the relay draining a 20,000-event backlog in one-second runs (RELAY_DRAIN_EVENTS)
 #   rfm     the nightly segment run over RFM_BENCH_CUSTOMERS (1,000,000) customers and
 #           RFM_BENCH_ORDERS (10,000,000) purchases in 1 organization, then in 100, loaded by
-#           `devctl generate` (BENCH_DATABASE=prefix keeps the databases after their run)
+#           `devctl generate` (BENCH_DATABASE=prefix keeps the databases after their run:
+#           about 7 GB each)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
@@ -52,10 +53,13 @@ bench_rfm() {
   cargo build --release --workspace --bin devctl
   cargo bench --workspace --bench rfm --no-run
   local devctl=$CARGO_TARGET_DIR/release/devctl
-  # One population at a time: each takes several GB.
+  # One population at a time: each takes about 7 GB (purchases, their indexes, the search
+  # tables of a million customers, WAL).
   for organizations in 1 100; do
     database=${prefix}_${organizations}org
     psql -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+    local free_gb; free_gb=$(df -BG --output=avail "$(psql "$ADMIN_DATABASE_URL" -Atc 'SHOW data_directory')" 2>/dev/null | tail -n 1 | tr -dc 0-9)
+    [ -z "$free_gb" ] || [ "$free_gb" -ge 10 ] || die "$database needs about 10 GB free where PostgreSQL keeps its data; $free_gb GB are"
     "$devctl" migrate --database "$database" >/dev/null
     step "generating $database: $organizations organization(s)"
     "$devctl" generate --database "$database" --organizations "$organizations" \

@@ -73,7 +73,7 @@ async fn print_conditions(database: &str) {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("conditions: {}", settings.join(", "));
     println!(
-        "commit {}{dirty}; {cpus} CPUs; the run's pool: 2 connections, organizations one after another",
+        "commit {}{dirty}; {cpus} CPUs; organizations run one after another on one connection; the consumer: 4 batches of 10 at a time",
         git(&["rev-parse", "--short", "HEAD"])
     );
 }

@@ -504,3 +504,155 @@ mod unit_tests {
         assert_eq!((0..100).map(|i| share(1_000_000, 100, i)).sum::<usize>(), 1_000_000);
     }
 }
+
+/// Against the development server (`ADMIN_DATABASE_URL`), each database of its own.
+#[cfg(test)]
+mod database_tests {
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use serde_json::json;
+    use shared::app::App;
+    use shared::config::InboundConfig;
+    use shared::db::Db;
+
+    use super::*;
+
+    async fn fresh_database() -> (ConnectOptions, String) {
+        let url = std::env::var("ADMIN_DATABASE_URL").expect("ADMIN_DATABASE_URL (make test sets it)");
+        let mut admin: ConnectOptions = url.parse().unwrap();
+        let name = format!("devctl_generate_{}", Uuid::new_v4().simple());
+        admin.connect().await.unwrap().batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        admin.config.dbname(&name);
+        shared::migrations::run(&admin).await.unwrap();
+        (admin, name)
+    }
+
+    async fn drop_database(admin: &ConnectOptions, name: &str) {
+        let mut server = admin.clone();
+        server.config.dbname("postgres");
+        server.connect().await.unwrap().batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await.unwrap();
+    }
+
+    /// The rows of `sql` as text, for comparing two databases.
+    async fn rows(client: &Client, sql: &str) -> Vec<String> {
+        let sql = format!("SELECT row_to_json(r)::text FROM ({sql}) r ORDER BY 1");
+        client.query(&sql, &[]).await.unwrap().iter().map(|row| row.get(0)).collect()
+    }
+
+    const CONSUMER_ROWS: [&str; 3] = [
+        "SELECT organization_id, customer_id, last_purchase_at FROM customers",
+        "SELECT organization_id, order_id, customer_id, total_amount, occurred_at, status, cancelled_at FROM purchases",
+        "SELECT organization_id, customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+             average_order_value, last_purchase_at FROM customer_segments",
+    ];
+
+    #[tokio::test]
+    async fn a_generated_population_holds_what_the_consumer_writes_for_the_same_purchases() {
+        let (generated_db, generated_name) = fresh_database().await;
+        let population = Population {
+            organizations: 2,
+            customers: 60,
+            orders: 700,
+            days: 500,
+            until: Utc::now() - TimeDelta::hours(1),
+            cancelled_share: 0.1,
+            kept_window_days: Some(365),
+            seed: 42,
+        };
+        let generated = generate(&generated_db, &population, &ProgressBar::hidden()).await.unwrap();
+        assert_eq!((generated.customers, generated.purchases), (60, 700));
+        let source = generated_db.connect().await.unwrap();
+        let windows_from =
+            source.query("SELECT organization_id, counted_from FROM segment_windows", &[]).await.unwrap();
+        assert_eq!(windows_from.len(), 2);
+
+        // The same customers and windows in a second database, and the same purchases through
+        // the events consumer, in the order they happened, then their cancellations.
+        let (replayed_db, replayed_name) = fresh_database().await;
+        let mut target = replayed_db.connect().await.unwrap();
+        for window in &windows_from {
+            let organization_id: Uuid = window.get(0);
+            let counted_from: DateTime<Utc> = window.get(1);
+            let tx = target.transaction().await.unwrap();
+            tx.execute("SELECT set_config('app.current_organization_id', $1, true)", &[&organization_id.to_string()])
+                .await
+                .unwrap();
+            tx.execute("INSERT INTO organizations (organization_id) VALUES ($1)", &[&organization_id]).await.unwrap();
+            tx.execute(
+                "INSERT INTO segment_windows (organization_id, counted_from) VALUES ($1, $2)",
+                &[&organization_id, &counted_from],
+            )
+            .await
+            .unwrap();
+            for customer in source
+                .query(
+                    "SELECT customer_id, first_name, last_name, email FROM customers WHERE organization_id = $1",
+                    &[&organization_id],
+                )
+                .await
+                .unwrap()
+            {
+                tx.execute(
+                    "INSERT INTO customers (customer_id, organization_id, first_name, last_name, email) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &customer.get::<_, Uuid>(0),
+                        &organization_id,
+                        &customer.get::<_, String>(1),
+                        &customer.get::<_, String>(2),
+                        &customer.get::<_, String>(3),
+                    ],
+                )
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        let mut runtime = replayed_db.clone();
+        runtime.config.user("customer_app");
+        let app = App::new(Db::from_config(runtime, 2).unwrap());
+        let purchases = source
+            .query(
+                "SELECT organization_id, order_id, customer_id, total_amount, occurred_at, cancelled_at FROM purchases \
+                 ORDER BY occurred_at, order_id",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        for row in &purchases {
+            let (organization_id, order_id, customer_id): (Uuid, Uuid, Uuid) = (row.get(0), row.get(1), row.get(2));
+            let (amount, completed_at): (Decimal, DateTime<Utc>) = (row.get(3), row.get(4));
+            let data = json!({"order_id": order_id, "customer_id": customer_id,
+                              "total_amount": amount.to_string(), "completed_at": completed_at});
+            events.push((organization_id, "orders.order.completed", data));
+        }
+        for row in &purchases {
+            if let Some(cancelled_at) = row.get::<_, Option<DateTime<Utc>>>(5) {
+                let data = json!({"order_id": row.get::<_, Uuid>(1), "customer_id": row.get::<_, Uuid>(2),
+                                  "cancelled_at": cancelled_at});
+                events.push((row.get(0), "orders.order.cancelled", data));
+            }
+        }
+        assert!(events.len() > 700, "some orders were cancelled");
+        for (organization_id, event_type, data) in events {
+            let body = json!({"id": Uuid::now_v7(), "type": event_type, "source": "order-service",
+                              "time": Utc::now(), "organization_id": organization_id, "data": data});
+            let mut message = SqsMessage::default();
+            message.body = Some(body.to_string());
+            if let Err(rejection) =
+                shared::events::inbound::apply_message(&app, &InboundConfig::default(), &message).await
+            {
+                panic!("the consumer refused {event_type}: {rejection}");
+            }
+        }
+
+        for sql in CONSUMER_ROWS {
+            let (expected, loaded) = (rows(&target, sql).await, rows(&source, sql).await);
+            assert!(!loaded.is_empty(), "{sql}");
+            assert_eq!(loaded, expected, "{sql}");
+        }
+        drop(app);
+        drop_database(&generated_db, &generated_name).await;
+        drop_database(&replayed_db, &replayed_name).await;
+    }
+}
