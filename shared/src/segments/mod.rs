@@ -3,9 +3,11 @@
 //! rules are in [`rfm`].
 //!
 //! A run over one organization:
-//! - **incremental** (every night once a first run exists): a short transaction moves the
-//!   window start, taking out what slid out of it since the last run, while consumers wait; a
-//!   second computes the breakpoints over the kept totals, stages only the rows whose scores,
+//! - **incremental** (every night once a first run exists): one transaction, while the
+//!   organization's consumers wait, moves the window start (taking out what slid out of it
+//!   since the last run), computes the breakpoints over the kept totals, and scores only the
+//!   rows whose scores can change: those whose totals changed since they were scored, and
+//!   those lying where a breakpoint moved ([`rfm::Moved`]). It stages the rows whose scores,
 //!   segment or flags change (`IS DISTINCT FROM`), locks the customers whose segment changes
 //!   (in id order), writes the rows, one `segment_changed` event per changed segment, and the
 //!   run record.
@@ -130,21 +132,17 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         }
     };
     store::lock_totals(&tx).await?;
-    let tx = if mode == Mode::Incremental {
-        store::slide_window(&tx, floor.expect("incremental runs have a window"), window_start).await?;
-        store::set_window_floor(&tx, window_start).await?;
-        app.commit(tx).await?;
-        let tx = conn.begin(organization_id).await?;
-        store::allow_long_run(&tx).await?;
-        store::lock_scores(&tx).await?;
-        tx
-    } else {
-        tx
-    };
 
     let (population, breakpoints) = if mode == Mode::Incremental {
+        store::slide_window(&tx, floor.expect("incremental runs have a window"), window_start).await?;
+        store::set_window_floor(&tx, window_start).await?;
         let (population, breakpoints) = store::breakpoints(&tx, "customer_segments", options.as_of).await?;
-        store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of).await?;
+        let previous = previous.as_ref().expect("incremental runs follow a run");
+        let moved = match (&previous.breakpoints, &breakpoints) {
+            (Some(before), Some(now)) => Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of)),
+            _ => None,
+        };
+        store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of, moved.as_ref()).await?;
         (population, breakpoints)
     } else {
         store::stage_totals_from_purchases(&tx, window_start).await?;
@@ -165,6 +163,7 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     } else {
         store::apply_all_changes(&tx, run_id).await?
     };
+    store::mark_scored(&tx).await?;
     let counts = store::segment_counts(&tx).await?;
     let customers_total: i64 = counts.iter().map(|(_, n)| n).sum();
     let segment_counts: serde_json::Map<String, serde_json::Value> = SegmentCode::ALL

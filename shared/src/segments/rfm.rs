@@ -24,7 +24,7 @@
 
 use std::ops::RangeInclusive;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
@@ -233,6 +233,50 @@ pub fn is_at_risk(scores: Scores) -> bool {
 /// [`is_vip`] and [`is_at_risk`] in SQL (false for null scores).
 pub fn flags_sql(r: &str, f: &str, m: &str) -> (String, String) {
     (format!("coalesce({f} >= 4 AND {m} = 5, false)"), format!("coalesce({r} <= 2 AND ({f} >= 4 OR {m} >= 4), false)"))
+}
+
+/// Where a run finds the rows whose scores can differ from the previous run's, besides those
+/// whose totals changed: a value's score changes only when a breakpoint moves across it (or
+/// onto or off it), so the candidates lie between the old and the new place of each moved
+/// breakpoint. Recency is placed on the UTC date of the newest purchase, where a breakpoint of
+/// `b` days as of `d` sits at `d - b`: that also covers the as-of date moving on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub orders: Vec<RangeInclusive<i64>>,
+    pub amounts: Vec<RangeInclusive<Decimal>>,
+    pub last_purchase_dates: Vec<RangeInclusive<NaiveDate>>,
+    /// Newest purchases on or after this date are candidates too: their recency is clamped at
+    /// 0 under one of the two as-of dates.
+    pub purchased_since: NaiveDate,
+}
+
+impl Moved {
+    pub fn between(previous: &RunBreakpoints, previous_as_of: NaiveDate, next: &RunBreakpoints, as_of: NaiveDate) -> Self {
+        let day_number = |date: NaiveDate| Decimal::from(date.num_days_from_ce());
+        let on_dates = |breakpoints: &Breakpoints, as_of: NaiveDate| breakpoints.0.map(|b| day_number(as_of) - b);
+        let date = |day: Decimal| {
+            let day = i32::try_from(day).unwrap_or(if day.is_sign_negative() { 1 } else { i32::MAX });
+            NaiveDate::from_num_days_from_ce_opt(day).unwrap_or(if day < 1 { NaiveDate::MIN } else { NaiveDate::MAX })
+        };
+        let whole = |value: Decimal| i64::try_from(value).unwrap_or(if value.is_sign_negative() { i64::MIN } else { i64::MAX });
+        Self {
+            orders: moved(&previous.frequency.0, &next.frequency.0)
+                .into_iter()
+                .map(|range| whole(range.start().floor())..=whole(range.end().ceil()))
+                .collect(),
+            amounts: moved(&previous.monetary.0, &next.monetary.0),
+            last_purchase_dates: moved(&on_dates(&previous.recency, previous_as_of), &on_dates(&next.recency, as_of))
+                .into_iter()
+                .map(|range| date(range.start().floor())..=date(range.end().ceil()))
+                .collect(),
+            purchased_since: previous_as_of.min(as_of),
+        }
+    }
+}
+
+/// The closed ranges between the old and new value of each breakpoint that moved.
+fn moved(old: &[Decimal; 4], new: &[Decimal; 4]) -> Vec<RangeInclusive<Decimal>> {
+    old.iter().zip(new).filter(|(a, b)| a != b).map(|(a, b)| *a.min(b)..=*a.max(b)).collect()
 }
 
 /// A completed or cancelled purchase, for [`score_population`].
@@ -544,5 +588,50 @@ mod tests {
             "(1 + (v < b[1])::int + (v < b[2])::int + (v < b[3])::int + (v < b[4])::int + \
              ((v = b[1])::int + (v = b[2])::int + (v = b[3])::int + (v = b[4])::int) / 2)"
         );
+    }
+
+    #[test]
+    fn a_score_changes_between_two_runs_only_where_the_moved_breakpoints_say() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        fn breakpoints(next: &mut impl FnMut(u64) -> u64, spread: u64) -> Breakpoints {
+            let mut values = [0; 4].map(|_| Decimal::new(next(spread * 100) as i64, 2));
+            values.sort();
+            Breakpoints(values)
+        }
+        for _ in 0..2_000 {
+            let runs: [RunBreakpoints; 2] = [0, 1].map(|_| RunBreakpoints {
+                recency: breakpoints(&mut next, 12),
+                frequency: breakpoints(&mut next, 6),
+                monetary: breakpoints(&mut next, 50),
+            });
+            let previous_as_of = as_of() + TimeDelta::days(next(3) as i64);
+            let as_of = previous_as_of + TimeDelta::days(next(3) as i64);
+            let moved = Moved::between(&runs[0], previous_as_of, &runs[1], as_of);
+            for _ in 0..20 {
+                let last = previous_as_of - TimeDelta::days(next(16) as i64 - 2);
+                let orders = 1 + next(7) as i64;
+                let amount = Decimal::new(next(5_200) as i64, 2);
+                let score = |run: &RunBreakpoints, as_of: NaiveDate| {
+                    run.scores(Measures { recency_days: (as_of - last).num_days().max(0), orders, amount })
+                };
+                let candidate = moved.orders.iter().any(|r| r.contains(&orders))
+                    || moved.amounts.iter().any(|r| r.contains(&amount))
+                    || moved.last_purchase_dates.iter().any(|r| r.contains(&last))
+                    || last >= moved.purchased_since;
+                if !candidate {
+                    assert_eq!(
+                        score(&runs[0], previous_as_of),
+                        score(&runs[1], as_of),
+                        "{last} {orders} {amount} {runs:?} {moved:?}"
+                    );
+                }
+            }
+        }
     }
 }

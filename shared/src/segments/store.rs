@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::model::{CustomerSegmentRow, SegmentMember, SegmentRun, SegmentSummary};
-use super::rfm::{self, Better, Breakpoints, RunBreakpoints};
+use super::rfm::{self, Better, Breakpoints, Moved, RunBreakpoints};
 use super::SegmentCode;
 use crate::db::TenantTx;
 use crate::money::Money;
@@ -26,13 +26,21 @@ use crate::money::Money;
 /// few seconds).
 pub const RUN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
 const RUN_LOCK_TIMEOUT: &str = "60s";
+/// Memory for the run's sorts (the breakpoints sort a million values in memory, not on disk).
+const RUN_WORK_MEM: &str = "256MB";
 
-/// Lets this transaction's statements and lock waits run as long as a whole organization needs.
+/// Lets this transaction's statements and lock waits run as long as a whole organization needs,
+/// gives its sorts the memory they need, and plans each statement for its own parameters (the
+/// candidate ranges decide between index and sequential scans).
 pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.allow_statements_for(RUN_STATEMENT_TIMEOUT).await?;
-    tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&RUN_LOCK_TIMEOUT])
-        .await
-        .context("raising the lock timeout")?;
+    tx.execute(
+        "SELECT set_config('lock_timeout', $1, true), set_config('work_mem', $2, true), \
+             set_config('plan_cache_mode', 'force_custom_plan', true)",
+        &[&RUN_LOCK_TIMEOUT, &RUN_WORK_MEM],
+    )
+    .await
+    .context("setting up the run's transaction")?;
     Ok(())
 }
 
@@ -85,7 +93,7 @@ pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<U
     }
     tx.execute(
         "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
-             window_amount = s.window_amount - slid.amount, updated_at = now() \
+             window_amount = s.window_amount - slid.amount, needs_scoring = true, updated_at = now() \
          FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
                WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 \
                GROUP BY customer_id) AS slid \
@@ -170,9 +178,10 @@ pub async fn breakpoints(
     Ok((population, breakpoints))
 }
 
-/// The rows of `source` (aliased `t`) with their new scores `r`, `f`, `m`, `new_segment`,
-/// `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (numeric[]) as of `$4`.
-fn scored_sql(source: &str) -> String {
+/// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
+/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (numeric[]) as
+/// of `$4`. (`OFFSET 0` keeps the scores computed once per row: the rules read them many times.)
+fn scored_sql(source: &str, filter: &str) -> String {
     let days = recency_days_sql("$4");
     let r = rfm::score_sql("x.days", "($1::numeric[])", Better::Lower);
     let f = rfm::score_sql("t.window_orders", "($2::numeric[])", Better::Higher);
@@ -180,12 +189,12 @@ fn scored_sql(source: &str) -> String {
     let case = rfm::rules_case_sql("sc.r", "sc.f", "sc.m");
     let (vip, risk) = rfm::flags_sql("sc.r", "sc.f", "sc.m");
     format!(
-        "SELECT t.*, sc.r, sc.f, sc.m, {case} AS new_segment, {vip} AS new_vip, {risk} AS new_risk \
-         FROM {source} t \
-         CROSS JOIN LATERAL (SELECT {days} AS days) x \
-         CROSS JOIN LATERAL (SELECT CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
-                                    CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
-                                    CASE WHEN t.window_orders > 0 THEN {m} END AS m) sc"
+        "SELECT sc.*, {case} AS new_segment, {vip} AS new_vip, {risk} AS new_risk \
+         FROM (SELECT t.*, CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
+                      CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
+                      CASE WHEN t.window_orders > 0 THEN {m} END AS m \
+               FROM {source} t CROSS JOIN LATERAL (SELECT {days} AS days) x \
+               WHERE {filter} OFFSET 0) sc"
     )
 }
 
@@ -210,24 +219,94 @@ async fn create_changes(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The rows of `customer_segments` (aliased `t`) a run must score, given where breakpoints
+/// moved: rows whose totals changed since they were scored, and rows with a measure in a
+/// moved range. Ranges are parameters from `$5` on, as [`candidate_params`] lists them (`NULL`
+/// for ranges that did not move, so the statement's text is always the same).
+fn candidates_sql() -> String {
+    let mut arms = vec!["t.needs_scoring".to_string()];
+    let mut n = 5;
+    let mut arm = |condition: &str| {
+        arms.push(format!("(t.window_orders > 0 AND {})", condition.replace("$a", &format!("${n}")).replace("$b", &format!("${}", n + 1))));
+        n += 2;
+    };
+    for _ in 0..4 {
+        arm("t.window_orders BETWEEN $a AND $b");
+    }
+    for _ in 0..4 {
+        arm("t.window_amount BETWEEN $a AND $b");
+    }
+    for _ in 0..5 {
+        arm("t.last_purchase_at >= $a AND t.last_purchase_at < $b");
+    }
+    format!("t.organization_id = current_organization_id() AND ({})", arms.join(" OR "))
+}
+
+type Params = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
+
+/// The ranges of [`candidates_sql`]: four of orders, four of amounts, five of purchase times
+/// (the four moved recency breakpoints and the clamped newest purchases).
+fn candidate_params(moved: &Moved) -> Params {
+    fn four<T: Clone>(ranges: &[T]) -> impl Iterator<Item = Option<T>> + '_ {
+        ranges.iter().cloned().map(Some).chain(std::iter::repeat(None)).take(4)
+    }
+    let midnight = |date: NaiveDate| date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let mut params: Params = vec![];
+    for range in four(&moved.orders) {
+        let clamp = |v: i64| i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
+        params.push(Box::new(range.as_ref().map(|r| clamp(*r.start()))));
+        params.push(Box::new(range.as_ref().map(|r| clamp(*r.end()))));
+    }
+    for range in four(&moved.amounts) {
+        params.push(Box::new(range.as_ref().map(|r| *r.start())));
+        params.push(Box::new(range.as_ref().map(|r| *r.end())));
+    }
+    for range in four(&moved.last_purchase_dates) {
+        params.push(Box::new(range.as_ref().map(|r| midnight(*r.start()))));
+        params.push(Box::new(range.as_ref().map(|r| midnight(r.end().succ_opt().unwrap_or(NaiveDate::MAX)))));
+    }
+    params.push(Box::new(Some(midnight(moved.purchased_since))));
+    params.push(Box::new(Some(midnight(NaiveDate::MAX))));
+    params
+}
+
 /// Stages the rows of `customer_segments` whose scores, segment or flags change under
-/// `breakpoints` (the incremental path). Answers how many.
+/// `breakpoints` (the incremental path), looking only where `moved` says they can (`None`: at
+/// every row). Answers how many.
 pub async fn stage_score_changes(
     tx: &TenantTx<'_>,
     breakpoints: Option<&RunBreakpoints>,
     as_of: NaiveDate,
+    moved: Option<&Moved>,
 ) -> anyhow::Result<u64> {
     create_changes(tx).await?;
+    let filter = if moved.is_some() { candidates_sql() } else { "true".to_string() };
     let sql = format!(
         "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
          SELECT n.customer_id, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk, n.segment_code \
          FROM ({}) n \
          WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
                (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
-        scored_sql("customer_segments")
+        scored_sql("customer_segments", &filter)
     );
     let [r, f, m] = breakpoint_params(breakpoints);
-    tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers")
+    let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
+    params.extend(moved.map(candidate_params).unwrap_or_default());
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    tx.execute(&sql, &params).await.context("scoring the customers")
+}
+
+/// Marks every row of the organization scored: called once a run has written its changes, so
+/// rows whose totals changed without changing their scores are not looked at again.
+pub async fn mark_scored(tx: &TenantTx<'_>) -> anyhow::Result<u64> {
+    tx.execute(
+        "UPDATE customer_segments SET needs_scoring = false \
+         WHERE organization_id = current_organization_id() AND needs_scoring",
+        &[],
+    )
+    .await
+    .context("marking the rows scored")
 }
 
 /// Stages the rows of `rfm_totals` whose totals, scores, segment or flags differ from
@@ -251,7 +330,7 @@ pub async fn stage_all_changes(
                (s.window_orders, s.window_amount, s.total_orders, s.lifetime_value, s.average_order_value, \
                 s.last_purchase_at, s.rfm_recency, s.rfm_frequency, s.rfm_monetary, s.segment_code, s.is_vip, \
                 s.is_at_risk)",
-        scored_sql("rfm_totals")
+        scored_sql("rfm_totals", "true")
     );
     let [r, f, m] = breakpoint_params(breakpoints);
     tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers from scratch")
@@ -271,7 +350,7 @@ pub async fn staged_segment_changes(tx: &TenantTx<'_>) -> anyhow::Result<Vec<Uui
 
 const SCORE_ASSIGNMENTS: &str = "rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
     segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $1, \
-    calculated_at = now(), updated_at = now()";
+    needs_scoring = false, calculated_at = now(), updated_at = now()";
 
 /// Writes the staged scores (incremental path: the totals stay the consumer's).
 pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
@@ -286,10 +365,10 @@ pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Resul
     tx.execute(
         "INSERT INTO customer_segments AS s (organization_id, customer_id, window_orders, window_amount, \
              total_orders, lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, \
-             rfm_monetary, segment_code, is_vip, is_at_risk, run_id, calculated_at) \
+             rfm_monetary, segment_code, is_vip, is_at_risk, run_id, needs_scoring, calculated_at) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now() \
-         FROM rfm_changes \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, false, now() \
+         FROM rfm_changes ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
              window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
              total_orders = EXCLUDED.total_orders, lifetime_value = EXCLUDED.lifetime_value, \
@@ -297,7 +376,7 @@ pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Resul
              rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
              rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
              is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
-             calculated_at = EXCLUDED.calculated_at, updated_at = now()",
+             needs_scoring = false, calculated_at = EXCLUDED.calculated_at, updated_at = now()",
         &[&run_id],
     )
     .await
@@ -469,9 +548,14 @@ pub async fn rescore_one(
          WHERE s.customer_id = $5 AND n.customer_id = $5 \
            AND (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
                (s.rfm_recency, s.rfm_frequency, s.rfm_monetary, s.segment_code, s.is_vip, s.is_at_risk)",
-        scored_sql("customer_segments")
+        scored_sql("customer_segments", "t.customer_id = $5")
     );
     tx.execute(&sql, &[&r, &f, &m, &run.as_of, &customer_id, &run.run_id]).await.context("rescoring a customer")?;
+    // Scored against the last run, the row is as that run leaves it: the next run need not
+    // look at it unless a breakpoint moves across it.
+    tx.execute("UPDATE customer_segments SET needs_scoring = false WHERE customer_id = $1 AND needs_scoring", &[&customer_id])
+        .await
+        .context("marking a customer scored")?;
     let after = find(tx, customer_id).await?.context("the segment row vanished")?;
     Ok(Some((before, after)))
 }
