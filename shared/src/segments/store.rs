@@ -104,31 +104,24 @@ pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<U
     .context("taking out what slid out of the window")
 }
 
-const TOTALS_COLUMNS: &str =
-    "customer_id, window_orders, window_amount, total_orders, lifetime_value, average_order_value, last_purchase_at";
-
 /// Aggregates every purchase of the organization into the temporary table `rfm_totals`: the
 /// totals a customer's row would hold if the consumer had kept them since `window_start`.
+/// (`CREATE TABLE AS` may aggregate in parallel, where `INSERT … SELECT` may not.)
 pub async fn stage_totals_from_purchases(tx: &TenantTx<'_>, window_start: DateTime<Utc>) -> anyhow::Result<u64> {
-    tx.execute(
-        "CREATE TEMPORARY TABLE rfm_totals (customer_id uuid, window_orders integer, window_amount numeric, \
-             total_orders integer, lifetime_value numeric, average_order_value numeric, last_purchase_at timestamptz) \
-         ON COMMIT DROP",
-        &[],
-    )
-    .await
-    .context("creating the totals table")?;
     let sql = format!(
-        "INSERT INTO rfm_totals ({TOTALS_COLUMNS}) \
+        "CREATE TEMPORARY TABLE rfm_totals ON COMMIT DROP AS \
          SELECT customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-                CASE WHEN total_orders > 0 THEN round(lifetime_value / total_orders, 2) ELSE 0 END, last_purchase_at \
+                CASE WHEN total_orders > 0 THEN round(lifetime_value / total_orders, 2) ELSE 0 END \
+                    AS average_order_value, last_purchase_at \
          FROM (SELECT customer_id, \
-                   (count(*) FILTER (WHERE status = 'completed' AND occurred_at >= $1))::int AS window_orders, \
-                   coalesce(sum(total_amount) FILTER (WHERE status = 'completed' AND occurred_at >= $1), 0) AS window_amount, \
+                   (count(*) FILTER (WHERE status = 'completed' AND occurred_at >= {window_start}))::int AS window_orders, \
+                   coalesce(sum(total_amount) FILTER (WHERE status = 'completed' AND occurred_at >= {window_start}), 0) \
+                       AS window_amount, \
                    (count(*) FILTER (WHERE status = 'completed'))::int AS total_orders, \
                    coalesce(sum(total_amount) FILTER (WHERE status = 'completed'), 0) AS lifetime_value, \
                    max(occurred_at) FILTER (WHERE status = 'completed') AS last_purchase_at \
-               FROM purchases GROUP BY customer_id) AS aggregated"
+               FROM purchases GROUP BY customer_id) AS aggregated",
+        window_start = "$1::timestamptz"
     );
     let staged = tx.execute(&sql, &[&window_start]).await.context("aggregating the purchases")?;
     tx.execute("ANALYZE rfm_totals", &[]).await.context("analyzing the totals")?;
