@@ -161,9 +161,12 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     let rows_written = if mode == Mode::Incremental {
         store::apply_score_changes(&tx, run_id).await?
     } else {
-        store::apply_all_changes(&tx, run_id).await?
+        let written = store::apply_all_changes(&tx, run_id).await?;
+        if mode == Mode::FromScratch {
+            store::mark_scored(&tx).await?;
+        }
+        written
     };
-    store::mark_scored(&tx).await?;
     let counts = store::segment_counts(&tx).await?;
     let customers_total: i64 = counts.iter().map(|(_, n)| n).sum();
     let segment_counts: serde_json::Map<String, serde_json::Value> = SegmentCode::ALL

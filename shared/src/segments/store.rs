@@ -201,10 +201,10 @@ fn breakpoint_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<Decima
 /// Creates the temporary table `rfm_changes`: the rows a run writes.
 async fn create_changes(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.execute(
-        "CREATE TEMPORARY TABLE rfm_changes (customer_id uuid PRIMARY KEY, window_orders integer, \
+        "CREATE TEMPORARY TABLE rfm_changes (customer_id uuid, window_orders integer, \
              window_amount numeric, total_orders integer, lifetime_value numeric, average_order_value numeric, \
              last_purchase_at timestamptz, r integer, f integer, m integer, segment_code text, is_vip boolean, \
-             is_at_risk boolean, old_segment text) ON COMMIT DROP",
+             is_at_risk boolean, old_segment text, changed boolean NOT NULL DEFAULT true) ON COMMIT DROP",
         &[],
     )
     .await
@@ -264,8 +264,9 @@ fn candidate_params(moved: &Moved) -> Params {
 }
 
 /// Stages the rows of `customer_segments` whose scores, segment or flags change under
-/// `breakpoints` (the incremental path), looking only where `moved` says they can (`None`: at
-/// every row). Answers how many.
+/// `breakpoints` (the incremental path), and those marked `needs_scoring` whose scores stay
+/// (`changed` false), looking only where `moved` says scores can change (`None`: at every row).
+/// Answers how many.
 pub async fn stage_score_changes(
     tx: &TenantTx<'_>,
     breakpoints: Option<&RunBreakpoints>,
@@ -275,11 +276,12 @@ pub async fn stage_score_changes(
     create_changes(tx).await?;
     let filter = if moved.is_some() { candidates_sql() } else { "true".to_string() };
     let sql = format!(
-        "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
-         SELECT n.customer_id, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk, n.segment_code \
-         FROM ({}) n \
-         WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
-               (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
+        "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment, changed) \
+         SELECT customer_id, r, f, m, new_segment, new_vip, new_risk, segment_code, changed \
+         FROM (SELECT n.*, (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+                   (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk) AS changed \
+               FROM ({}) n) c \
+         WHERE changed OR needs_scoring",
         scored_sql("customer_segments", &filter)
     );
     let [r, f, m] = breakpoint_params(breakpoints);
@@ -287,11 +289,13 @@ pub async fn stage_score_changes(
     params.extend(moved.map(candidate_params).unwrap_or_default());
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-    tx.execute(&sql, &params).await.context("scoring the customers")
+    let staged = tx.execute(&sql, &params).await.context("scoring the customers")?;
+    tx.execute("ANALYZE rfm_changes", &[]).await.context("analyzing the changes")?;
+    Ok(staged)
 }
 
-/// Marks every row of the organization scored: called once a run has written its changes, so
-/// rows whose totals changed without changing their scores are not looked at again.
+/// Marks every row of the organization scored: called once a from-scratch run has written its
+/// changes, so rows whose totals changed without changing their scores are not looked at again.
 pub async fn mark_scored(tx: &TenantTx<'_>) -> anyhow::Result<u64> {
     tx.execute(
         "UPDATE customer_segments SET needs_scoring = false \
@@ -341,16 +345,25 @@ pub async fn staged_segment_changes(tx: &TenantTx<'_>) -> anyhow::Result<Vec<Uui
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-const SCORE_ASSIGNMENTS: &str = "rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
-    segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $1, \
-    needs_scoring = false, calculated_at = now(), updated_at = now()";
-
-/// Writes the staged scores (incremental path: the totals stay the consumer's).
+/// Writes the staged scores (incremental path: the totals stay the consumer's) and marks the
+/// staged rows scored. Answers the rows whose scores, segment or flags changed.
 pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
-    let sql = format!(
-        "UPDATE customer_segments s SET {SCORE_ASSIGNMENTS} FROM rfm_changes c WHERE s.customer_id = c.customer_id"
-    );
-    tx.execute(&sql, &[&run_id]).await.context("writing the scores")
+    let row = tx
+        .query_one(
+            "WITH written AS ( \
+                 UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
+                     segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, \
+                     run_id = CASE WHEN c.changed THEN $1 ELSE s.run_id END, \
+                     calculated_at = CASE WHEN c.changed THEN now() ELSE s.calculated_at END, \
+                     needs_scoring = false, updated_at = now() \
+                 FROM rfm_changes c WHERE s.customer_id = c.customer_id \
+                 RETURNING c.changed) \
+             SELECT count(*) FILTER (WHERE changed) FROM written",
+            &[&run_id],
+        )
+        .await
+        .context("writing the scores")?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
 }
 
 /// Writes the staged totals and scores (from-scratch path), creating missing rows.
