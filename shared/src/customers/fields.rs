@@ -114,6 +114,16 @@ impl DocumentNumber {
         Ok(Self(normalized))
     }
 
+    /// The number without its separators (`8-823-1456` -> `88231456`), as the column
+    /// `customers.document_key` computes it: how a search finds a number typed otherwise.
+    pub fn key(&self) -> String {
+        self.0.chars().filter(char::is_ascii_alphanumeric).collect()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }

@@ -22,6 +22,8 @@ pub struct SearchQuery {
     pub phone_digits: Option<String>,
     /// The text as a normalized document number, when it could be one.
     pub document: Option<String>,
+    /// That number without separators, to find it typed with other separators or none.
+    pub document_key: Option<String>,
 }
 
 impl SearchQuery {
@@ -35,15 +37,15 @@ impl SearchQuery {
         let phone_like = text.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
         let could_be_email = !text.contains(char::is_whitespace) && text.chars().any(|c| c.is_alphabetic() || c == '@');
         let lowered = text.to_lowercase();
+        let document =
+            DocumentNumber::parse(&text).ok().filter(|number| number.as_str().chars().any(|c| c.is_ascii_digit()));
         Some(Self {
             fuzzy_name: text.chars().filter(|c| c.is_alphanumeric()).count() >= 3,
             email_fragment: (could_be_email && text.chars().count() >= 3).then(|| lowered.clone()),
             email_prefix: could_be_email.then(|| lowered.clone()),
             phone_digits: (phone_like && digits.len() >= 4).then_some(digits),
-            document: DocumentNumber::parse(&text)
-                .ok()
-                .map(DocumentNumber::into_inner)
-                .filter(|number| number.chars().any(|c| c.is_ascii_digit())),
+            document_key: document.as_ref().map(DocumentNumber::key),
+            document: document.map(DocumentNumber::into_inner),
             text,
         })
     }
@@ -75,6 +77,7 @@ mod tests {
     fn documents_are_normalized_and_need_a_digit() {
         assert_eq!(SearchQuery::parse(" pe-12-345 ").unwrap().document.as_deref(), Some("PE-12-345"));
         assert_eq!(SearchQuery::parse("perez").unwrap().document, None);
+        assert_eq!(SearchQuery::parse("8 823-1456").unwrap().document_key.as_deref(), Some("88231456"));
     }
 
     #[test]
