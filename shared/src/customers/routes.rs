@@ -138,8 +138,12 @@ async fn patch_customer(
 }
 
 /// Erase the person's data (right to be forgotten). Ids, status history and financial rows stay.
+///
+/// Erasure anonymizes; it does not delete: afterwards `GET /customers/{id}` still answers 200
+/// with the personal fields `null` and `erased_at` set, erasing again answers 204, and a
+/// `PATCH` answers 409 `customer_erased`.
 #[utoipa::path(delete, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)),
+    responses((status = 204, description = "Erased: the customer stays, anonymized"), (status = 404, body = Problem)),
     security(("bearer" = ["customers:admin"])))]
 async fn erase_customer(
     State(state): State<AppState>,
