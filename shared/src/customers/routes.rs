@@ -208,7 +208,8 @@ async fn get_loyalty(
 
 /// The customer's addresses.
 #[utoipa::path(get, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Address>), (status = 404, body = Problem)),
+    responses((status = 200, body = ListResponse<Address>, description = "Every address, on one page"),
+        (status = 404, body = Problem)),
     security(("bearer" = ["customers:read"])))]
 async fn list_addresses(
     State(state): State<AppState>,
@@ -222,7 +223,9 @@ async fn list_addresses(
 /// Add an address. Marking it default unsets the previous default of that kind.
 #[utoipa::path(post, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
     request_body = CreateAddressRequest,
-    responses((status = 201, body = Address), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = Address, headers(("Location" = String), ("ETag" = String))),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "customer_erased"),
+        (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
 async fn add_address(
     State(state): State<AppState>,
@@ -244,7 +247,8 @@ async fn add_address(
 #[utoipa::path(patch, path = "/customers/{id}/addresses/{address_id}", tag = "addresses",
     params(("id" = Uuid, Path), ("address_id" = Uuid, Path), IfMatchHeader),
     request_body = PatchAddressRequest,
-    responses((status = 200, body = Address), (status = 404, body = Problem), (status = 412, body = Problem),
+    responses((status = 200, body = Address, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 412, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
 async fn patch_address(

@@ -6,6 +6,19 @@ use crate::customers::fields::DocumentNumber;
 /// Longest query considered; the rest is ignored.
 pub const MAX_QUERY_CHARS: usize = 200;
 
+/// What [`SearchQuery::parse`] needs to find something to search, as a JSON Schema pattern
+/// (unanchored): a character that is neither a space nor a control character.
+pub const QUERY_PATTERN: &str = r"[^\s\u0000-\u001F\u007F-\u009F]";
+
+/// For `#[param(schema_with = ..)]` on `q`.
+pub fn query_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(QUERY_PATTERN))
+        .examples(["jose perez", "6123-4567", "8-823-1456"])
+        .into()
+}
+
 /// The parts of `q` each kind of match uses; `None` skips that kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
@@ -78,6 +91,14 @@ mod tests {
         assert_eq!(SearchQuery::parse(" pe-12-345 ").unwrap().document.as_deref(), Some("PE-12-345"));
         assert_eq!(SearchQuery::parse("perez").unwrap().document, None);
         assert_eq!(SearchQuery::parse("8 823-1456").unwrap().document_key.as_deref(), Some("88231456"));
+    }
+
+    #[test]
+    fn the_documented_query_pattern_accepts_what_parse_finds_searchable() {
+        let pattern = regex::Regex::new(QUERY_PATTERN).unwrap();
+        for sample in ["ana", " a ", "", " ", "\t\n", "\u{0}", " \u{1}\u{85} ", "\u{a0}", "\u{200b}", "0", "\u{7f}x"] {
+            assert_eq!(pattern.is_match(sample), SearchQuery::parse(sample).is_some(), "{sample:?}");
+        }
     }
 
     #[test]
