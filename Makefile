@@ -1,11 +1,16 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test services token bench-credit bench-search bench-events bench-server bench-relay bench-rfm restart-under-load
+.PHONY: dev test fuzz services token bench-credit bench-search bench-events bench-server bench-relay bench-rfm restart-under-load
 
 dev:
 	@infra/local/dev.sh
 
 test:
 	@infra/local/test.sh
+
+# The OpenAPI documents against the container server: schemathesis (every check, seed 1) and an
+# OpenAPI 3.1 validator, on a fresh database of its own. Part of `make test`.
+fuzz:
+	@infra/local/fuzz.sh
 
 # Start (or find) PostgreSQL, Redis and the SQS emulator only.
 services:

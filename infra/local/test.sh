@@ -31,4 +31,6 @@ step "container image: the Dockerfile's build command (debug here) and its lint"
 cargo build --locked --workspace --bin customer-server --quiet
 hadolint infra/server/Dockerfile
 cfn-lint infra/server/container.yaml
+step "the OpenAPI documents against the container server: schemathesis, OpenAPI 3.1 validation"
+infra/local/fuzz.sh
 step "all checks passed"

@@ -130,6 +130,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Print an HTTP function's OpenAPI document, as it serves it at `/api/v1/openapi.json`.
+    Openapi {
+        #[arg(long, value_parser = ["customers", "credit", "search", "segments"])]
+        function: String,
+    },
 }
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -179,6 +184,15 @@ async fn main() -> anyhow::Result<()> {
             println!("INBOUND_QUEUE_URL={}", queues.inbound);
             println!("INBOUND_DLQ_URL={}", queues.inbound_dlq);
             println!("OUTBOX_QUEUE_URL={}", queues.outbound);
+        }
+        Command::Openapi { function } => {
+            let api = match function.as_str() {
+                "customers" => shared::customers::routes::api(),
+                "credit" => shared::credit::routes::api(),
+                "search" => shared::search::routes::api(),
+                _ => shared::segments::routes::api(),
+            };
+            println!("{}", serde_json::to_string_pretty(&shared::http::function_document(api))?);
         }
         Command::SendInbound { endpoint, data_file } => event_sources::send_inbound(&endpoint, &data_file).await?,
         Command::EventSources { endpoint, functions, relay_every } => {

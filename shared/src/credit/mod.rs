@@ -288,7 +288,7 @@ pub async fn use_credit(
         return Err(ApiError::Rejected {
             code: "credit_not_approved",
             detail: format!("The credit account is {}, not approved.", account.status),
-            extra: json!({ "status": account.status }),
+            extra: json!({ "account_status": account.status }),
         });
     }
     Err(ApiError::Rejected {

@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::customers::fields;
 use crate::error::{ApiError, Validator};
 use crate::money::Money;
 
@@ -144,15 +145,15 @@ impl OpenAccountRequest {
     }
 }
 
-/// Body of `PATCH /customers/{id}/credit`: at least one of the two (not stated as
-/// `minProperties`: utoipa 5.5 writes that attribute as `maxProperties`).
+/// Body of `PATCH /customers/{id}/credit`: at least one of the two (`minProperties: 1`, which
+/// `http::openapi::complete` states).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeAccountRequest {
     #[serde(default, deserialize_with = "crate::money::optional_non_negative")]
     #[schema(schema_with = crate::money::non_negative_schema)]
     pub credit_limit: Option<Money>,
-    #[schema(minimum = 0, maximum = 365)]
+    #[schema(minimum = 0, maximum = 365, nullable = false)]
     #[serde(default, deserialize_with = "crate::input::optional_whole")]
     pub payment_term_days: Option<i64>,
 }
@@ -192,14 +193,13 @@ pub struct ApproveRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChangeRequest {
-    #[schema(schema_with = crate::customers::fields::reason_schema)]
+    #[schema(schema_with = fields::text::<{ fields::REASON_CHARS }>)]
     pub reason: String,
 }
 
 impl StatusChangeRequest {
     pub fn validate(self) -> Result<String, ApiError> {
-        crate::customers::fields::bounded_text(&self.reason, 500)
-            .map_err(|message| ApiError::invalid("reason", message))
+        fields::bounded_text(&self.reason, fields::REASON_CHARS).map_err(|message| ApiError::invalid("reason", message))
     }
 }
 
@@ -237,7 +237,7 @@ pub struct PaymentRequest {
     #[schema(schema_with = crate::money::positive_schema)]
     pub amount: Money,
     pub payment_method: PaymentMethod,
-    #[schema(schema_with = crate::customers::fields::reference_schema)]
+    #[schema(schema_with = fields::optional_text::<{ fields::REFERENCE_CHARS }>)]
     pub payment_reference: Option<String>,
     /// Defaults to today.
     pub payment_date: Option<NaiveDate>,
@@ -258,9 +258,10 @@ impl PaymentRequest {
     pub fn validate(self, idempotency_key: Option<String>) -> Result<NewPayment, ApiError> {
         let mut v = Validator::default();
         let reference = v.check_opt("payment_reference", self.payment_reference, |r| {
-            crate::customers::fields::bounded_text(&r, 255)
+            fields::bounded_text(&r, fields::REFERENCE_CHARS)
         });
-        let key = v.check_opt("Idempotency-Key", idempotency_key, |k| crate::customers::fields::bounded_text(&k, 255));
+        let key =
+            v.check_opt("Idempotency-Key", idempotency_key, |k| fields::bounded_text(&k, fields::REFERENCE_CHARS));
         let payment_date = v.check_opt("payment_date", self.payment_date, |date| {
             let earliest = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
             let latest = chrono::Utc::now().date_naive() + chrono::Days::new(1);

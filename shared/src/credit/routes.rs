@@ -82,7 +82,8 @@ async fn get_account(
 #[utoipa::path(post, path = "/customers/{id}/credit", tag = "credit", params(("id" = Uuid, Path)),
     request_body = OpenAccountRequest,
     responses((status = 201, body = CreditAccount), (status = 404, body = Problem),
-        (status = 409, body = Problem, description = "credit_account_exists"), (status = 422, body = Problem)),
+        (status = 409, body = Problem, description = "credit_account_exists or customer_erased"),
+        (status = 422, body = Problem)),
     security(("bearer" = ["credit:write"])))]
 async fn open_account(
     State(state): State<AppState>,
@@ -99,7 +100,8 @@ async fn open_account(
 #[utoipa::path(patch, path = "/customers/{id}/credit", tag = "credit",
     params(("id" = Uuid, Path), IfMatchHeader),
     request_body = ChangeAccountRequest,
-    responses((status = 200, body = CreditAccount), (status = 404, body = Problem), (status = 412, body = Problem),
+    responses((status = 200, body = CreditAccount), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "credit_cancelled"), (status = 412, body = Problem),
         (status = 422, body = Problem, description = "limit_below_used or validation_failed")),
     security(("bearer" = ["credit:write", "credit:approve"])))]
 async fn change_account(
@@ -208,7 +210,7 @@ async fn check(
     request_body = UseCreditRequest,
     responses((status = 201, body = CreditUsage), (status = 200, body = CreditUsage, description = "identical replay"),
         (status = 404, body = Problem), (status = 409, body = Problem, description = "order_amount_mismatch"),
-        (status = 422, body = Problem, description = "insufficient_credit (with credit_available), credit_not_approved")),
+        (status = 422, body = Problem, description = "insufficient_credit (with credit_available), credit_not_approved (with account_status)")),
     security(("bearer" = ["credit:write"])))]
 async fn use_credit(
     State(state): State<AppState>,

@@ -51,13 +51,20 @@ pub struct Address {
 #[serde(deny_unknown_fields)]
 pub struct CreateAddressRequest {
     pub address_type: Option<AddressType>,
+    #[schema(schema_with = fields::optional_text::<{ fields::REFERENCE_CHARS }>)]
     pub recipient_name: Option<String>,
+    #[schema(schema_with = fields::text::<{ fields::REFERENCE_CHARS }>)]
     pub address_line1: String,
+    #[schema(schema_with = fields::optional_text::<{ fields::REFERENCE_CHARS }>)]
     pub address_line2: Option<String>,
+    #[schema(schema_with = fields::text::<{ fields::PLACE_CHARS }>)]
     pub city: String,
+    #[schema(schema_with = fields::optional_text::<{ fields::PLACE_CHARS }>)]
     pub state: Option<String>,
+    #[schema(schema_with = fields::optional_text::<{ fields::POSTAL_CODE_CHARS }>)]
     pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2; `PA` when absent.
+    #[schema(schema_with = fields::optional_country)]
     pub country: Option<String>,
     pub phone: Option<String>,
     pub is_default: Option<bool>,
@@ -68,24 +75,34 @@ pub struct CreateAddressRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchAddressRequest {
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(nullable = false)]
     pub address_type: Option<Option<AddressType>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::REFERENCE_CHARS }>)]
     pub recipient_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::text::<{ fields::REFERENCE_CHARS }>)]
     pub address_line1: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::REFERENCE_CHARS }>)]
     pub address_line2: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::text::<{ fields::PLACE_CHARS }>)]
     pub city: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::PLACE_CHARS }>)]
     pub state: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::POSTAL_CODE_CHARS }>)]
     pub postal_code: Option<Option<String>>,
+    /// ISO 3166-1 alpha-2; `null` sets `PA`.
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_country)]
     pub country: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(nullable = false)]
     pub is_default: Option<Option<bool>>,
 }
 
@@ -112,12 +129,13 @@ fn text(v: &mut Validator, field: &str, value: Option<String>, max: usize) -> Op
 impl CreateAddressRequest {
     pub fn validate(self) -> Result<AddressFields, ApiError> {
         let mut v = Validator::default();
-        let recipient_name = text(&mut v, "recipient_name", self.recipient_name, 255);
-        let address_line1 = v.check("address_line1", fields::bounded_text(&self.address_line1, 255));
-        let address_line2 = text(&mut v, "address_line2", self.address_line2, 255);
-        let city = v.check("city", fields::bounded_text(&self.city, 100));
-        let state = text(&mut v, "state", self.state, 100);
-        let postal_code = text(&mut v, "postal_code", self.postal_code, 20);
+        let recipient_name = text(&mut v, "recipient_name", self.recipient_name, fields::REFERENCE_CHARS);
+        let address_line1 =
+            v.check("address_line1", fields::bounded_text(&self.address_line1, fields::REFERENCE_CHARS));
+        let address_line2 = text(&mut v, "address_line2", self.address_line2, fields::REFERENCE_CHARS);
+        let city = v.check("city", fields::bounded_text(&self.city, fields::PLACE_CHARS));
+        let state = text(&mut v, "state", self.state, fields::PLACE_CHARS);
+        let postal_code = text(&mut v, "postal_code", self.postal_code, fields::POSTAL_CODE_CHARS);
         let country = v.check_opt("country", self.country, |c| fields::country(&c));
         let phone = v.check_opt("phone", self.phone, |p| Phone::parse(&p).map(Phone::into_inner));
         let (
@@ -199,17 +217,17 @@ fn clearable_text(
 impl PatchAddressRequest {
     pub fn validate(self) -> Result<AddressPatch, ApiError> {
         let mut v = Validator::default();
-        let address_line1 = patched_text(&mut v, "address_line1", self.address_line1, 255);
-        let city = patched_text(&mut v, "city", self.city, 100);
+        let address_line1 = patched_text(&mut v, "address_line1", self.address_line1, fields::REFERENCE_CHARS);
+        let city = patched_text(&mut v, "city", self.city, fields::PLACE_CHARS);
         let country = match self.country {
             None => Some(None),
             Some(None) => Some(Some("PA".to_string())),
             Some(Some(code)) => v.check("country", fields::country(&code)).map(Some),
         };
-        let recipient_name = clearable_text(&mut v, "recipient_name", self.recipient_name, 255);
-        let address_line2 = clearable_text(&mut v, "address_line2", self.address_line2, 255);
-        let state = clearable_text(&mut v, "state", self.state, 100);
-        let postal_code = clearable_text(&mut v, "postal_code", self.postal_code, 20);
+        let recipient_name = clearable_text(&mut v, "recipient_name", self.recipient_name, fields::REFERENCE_CHARS);
+        let address_line2 = clearable_text(&mut v, "address_line2", self.address_line2, fields::REFERENCE_CHARS);
+        let state = clearable_text(&mut v, "state", self.state, fields::PLACE_CHARS);
+        let postal_code = clearable_text(&mut v, "postal_code", self.postal_code, fields::POSTAL_CODE_CHARS);
         let phone = match self.phone {
             None => Some(None),
             Some(None) => Some(Some(None)),

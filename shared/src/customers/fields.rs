@@ -25,23 +25,101 @@ pub fn bounded_text(text: &str, max_chars: usize) -> Result<String, String> {
 /// what is left is not empty and has no control characters.
 pub const TEXT_PATTERN: &str = r"^\s*([^\s\u0000-\u001F\u007F-\u009F]|[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])\s*$";
 
-/// The schema of a [`bounded_text`] of at most `max_chars`.
-pub fn text_schema(max_chars: usize) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .pattern(Some(TEXT_PATTERN))
-        .max_length(Some(max_chars))
+/// Longest first or last name.
+pub const NAME_CHARS: usize = 100;
+/// Longest gender, as the customer gives it.
+pub const GENDER_CHARS: usize = 20;
+/// Longest notes on a customer.
+pub const NOTES_CHARS: usize = 2000;
+/// Longest reason of a status change.
+pub const REASON_CHARS: usize = 500;
+/// Longest reference, address line or recipient.
+pub const REFERENCE_CHARS: usize = 255;
+/// Longest city or state.
+pub const PLACE_CHARS: usize = 100;
+/// Longest postal code.
+pub const POSTAL_CODE_CHARS: usize = 20;
+/// Most tags of a customer, and the longest tag.
+pub const MAX_TAGS: usize = 50;
+pub const TAG_CHARS: usize = 100;
+/// Longest language tag, and its form (what [`language`] accepts once trimmed).
+pub const LANGUAGE_CHARS: usize = 10;
+pub const LANGUAGE_PATTERN: &str = r"^[A-Za-z0-9](-?[A-Za-z0-9])+$";
+/// Longest document number, and its form (what [`DocumentNumber::parse`] accepts unchanged).
+pub const DOCUMENT_CHARS: usize = 50;
+pub const DOCUMENT_PATTERN: &str = r"^[A-Za-z0-9/-]+$";
+
+type SchemaRef = utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>;
+
+/// A string schema, or a string-or-null one when `null` is accepted (as absent, or to clear).
+fn string(nullable: bool) -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let types = if nullable { SchemaType::from_iter([Type::String, Type::Null]) } else { Type::String.into() };
+    utoipa::openapi::ObjectBuilder::new().schema_type(types)
+}
+
+fn text_schema(max_chars: usize, nullable: bool) -> SchemaRef {
+    string(nullable).pattern(Some(TEXT_PATTERN)).max_length(Some(max_chars)).into()
+}
+
+/// For `#[schema(schema_with = ..)]`: a [`bounded_text`] of at most `MAX` characters.
+pub fn text<const MAX: usize>() -> SchemaRef {
+    text_schema(MAX, false)
+}
+
+/// [`text`], or `null` (absent, or cleared by a patch).
+pub fn optional_text<const MAX: usize>() -> SchemaRef {
+    text_schema(MAX, true)
+}
+
+fn language_schema(nullable: bool) -> SchemaRef {
+    string(nullable).pattern(Some(LANGUAGE_PATTERN)).max_length(Some(LANGUAGE_CHARS)).examples(["es", "es-PA"]).into()
+}
+
+/// A [`language`] tag.
+pub fn language_tag() -> SchemaRef {
+    language_schema(false)
+}
+
+/// A [`language`] tag, or `null` (absent).
+pub fn optional_language_tag() -> SchemaRef {
+    language_schema(true)
+}
+
+/// A [`DocumentNumber`], or `null` (absent, or cleared by a patch).
+pub fn optional_document_number() -> SchemaRef {
+    string(true).pattern(Some(DOCUMENT_PATTERN)).max_length(Some(DOCUMENT_CHARS)).examples(["8-823-1456"]).into()
+}
+
+/// The [`tags`] of a customer.
+pub fn tag_list() -> SchemaRef {
+    utoipa::openapi::schema::ArrayBuilder::new().items(text_schema(TAG_CHARS, false)).max_items(Some(MAX_TAGS)).into()
+}
+
+/// The [`tags`] of a customer, or `null` (absent).
+pub fn optional_tag_list() -> SchemaRef {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(text_schema(TAG_CHARS, false))
+        .max_items(Some(MAX_TAGS))
         .into()
 }
 
-/// [`text_schema`] of a reason (500 characters).
-pub fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    text_schema(500)
+/// The codes [`country`] accepts, upper case.
+pub fn country_codes() -> Vec<String> {
+    let letters = || b'A'..=b'Z';
+    letters()
+        .flat_map(|first| letters().map(move |second| String::from_utf8(vec![first, second]).expect("ASCII")))
+        .filter(|code| country(code).is_ok())
+        .collect()
 }
 
-/// [`text_schema`] of a reference or other short text (255 characters).
-pub fn reference_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    text_schema(255)
+/// A [`country`] code, or `null` (absent: `PA`).
+pub fn optional_country() -> SchemaRef {
+    let mut codes: Vec<serde_json::Value> = country_codes().into_iter().map(Into::into).collect();
+    codes.push(serde_json::Value::Null);
+    string(true).enum_values(Some(codes)).examples(["PA"]).into()
 }
 
 /// A first or last name.
@@ -50,7 +128,7 @@ pub struct PersonName(String);
 
 impl PersonName {
     pub fn parse(text: &str) -> Result<Self, String> {
-        bounded_text(text, 100).map(Self)
+        bounded_text(text, NAME_CHARS).map(Self)
     }
 
     pub fn into_inner(self) -> String {
@@ -105,13 +183,23 @@ pub struct DocumentNumber(String);
 impl DocumentNumber {
     pub fn parse(text: &str) -> Result<Self, String> {
         let normalized: String = text.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect();
-        if normalized.is_empty() || normalized.chars().count() > 50 {
-            return Err("must be 1 to 50 characters".into());
+        if normalized.is_empty() || normalized.chars().count() > DOCUMENT_CHARS {
+            return Err(format!("must be 1 to {DOCUMENT_CHARS} characters"));
         }
         if !normalized.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '/') {
             return Err("may contain only letters, digits, '-' and '/'".into());
         }
         Ok(Self(normalized))
+    }
+
+    /// The number without its separators (`8-823-1456` -> `88231456`), as the column
+    /// `customers.document_key` computes it: how a search finds a number typed otherwise.
+    pub fn key(&self) -> String {
+        self.0.chars().filter(char::is_ascii_alphanumeric).collect()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     pub fn into_inner(self) -> String {
@@ -122,7 +210,7 @@ impl DocumentNumber {
 /// A BCP 47 language tag such as `es` or `es-PA`.
 pub fn language(text: &str) -> Result<String, String> {
     let text = text.trim();
-    let valid = (2..=10).contains(&text.len())
+    let valid = (2..=LANGUAGE_CHARS).contains(&text.len())
         && text.split('-').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
     if valid {
         Ok(text.to_string())
@@ -131,14 +219,14 @@ pub fn language(text: &str) -> Result<String, String> {
     }
 }
 
-/// Free-form labels: at most 50, each 1 to 100 characters, duplicates removed.
+/// Free-form labels: at most [`MAX_TAGS`], each of at most [`TAG_CHARS`], duplicates removed.
 pub fn tags(tags: Vec<String>) -> Result<Vec<String>, String> {
-    if tags.len() > 50 {
-        return Err("must have at most 50 tags".into());
+    if tags.len() > MAX_TAGS {
+        return Err(format!("must have at most {MAX_TAGS} tags"));
     }
     let mut parsed: Vec<String> = Vec::with_capacity(tags.len());
     for tag in tags {
-        let tag = bounded_text(&tag, 100).map_err(|why| format!("each tag {why}"))?;
+        let tag = bounded_text(&tag, TAG_CHARS).map_err(|why| format!("each tag {why}"))?;
         if !parsed.contains(&tag) {
             parsed.push(tag);
         }
@@ -201,6 +289,52 @@ mod tests {
         {
             assert_eq!(pattern.is_match(sample), bounded_text(sample, 100).is_ok(), "{sample:?}");
         }
+    }
+
+    /// What the schema's pattern and `maxLength` allow.
+    fn documented(pattern: &str, max_chars: usize, sample: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(sample) && sample.chars().count() <= max_chars
+    }
+
+    #[test]
+    fn the_documented_language_tag_is_what_language_accepts() {
+        let long = "abcdefghijk";
+        for sample in ["es", "es-PA", "zh-Hant", "e", "es-", "-es", "es--PA", "es_PA", "ñu", "12", "", long, &long[1..]]
+        {
+            assert_eq!(documented(LANGUAGE_PATTERN, LANGUAGE_CHARS, sample), language(sample).is_ok(), "{sample:?}");
+        }
+        assert!(language(" es ").is_ok(), "spaces around are trimmed, a leniency the schema leaves out");
+    }
+
+    #[test]
+    fn the_documented_document_number_is_what_parse_accepts_unchanged() {
+        let (longest, too_long) = ("1".repeat(DOCUMENT_CHARS), "1".repeat(DOCUMENT_CHARS + 1));
+        for sample in
+            ["8-823-1456", "pe-12-345", "E/8/1", "PA1234567", "", "8.823", "8_823", "ñ1", "８", &longest, &too_long]
+        {
+            let parsed = DocumentNumber::parse(sample).is_ok();
+            assert_eq!(documented(DOCUMENT_PATTERN, DOCUMENT_CHARS, sample), parsed, "{sample:?}");
+        }
+        assert!(
+            DocumentNumber::parse("8 823 1456").is_ok(),
+            "inner spaces are dropped, a leniency the schema leaves out"
+        );
+    }
+
+    #[test]
+    fn tags_are_bounded_by_the_documented_count_and_length() {
+        assert!(tags(vec!["vip".into(); MAX_TAGS]).is_ok());
+        let distinct = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+        assert!(tags(distinct(MAX_TAGS + 1)).is_err());
+        assert!(tags(vec!["a".repeat(TAG_CHARS)]).is_ok());
+        assert!(tags(vec!["a".repeat(TAG_CHARS + 1)]).is_err());
+    }
+
+    #[test]
+    fn the_documented_countries_are_the_codes_country_accepts() {
+        let codes = country_codes();
+        assert!(codes.len() > 200 && codes.contains(&"PA".to_string()) && codes.contains(&"US".to_string()));
+        assert!(!codes.contains(&"XX".to_string()) && !codes.contains(&"ZZ".to_string()));
     }
 
     #[test]

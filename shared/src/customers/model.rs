@@ -57,21 +57,30 @@ pub struct Customer {
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomerRequest {
     pub customer_type: Option<CustomerType>,
+    #[schema(schema_with = fields::text::<{ fields::NAME_CHARS }>)]
     pub first_name: String,
+    #[schema(schema_with = fields::text::<{ fields::NAME_CHARS }>)]
     pub last_name: String,
     pub email: Option<String>,
     /// Any common format; numbers without a country code are taken as Panamanian.
     pub phone: Option<String>,
+    /// Given with `document_number`, or neither.
     pub document_type: Option<DocumentType>,
+    /// Given with `document_type`, or neither.
+    #[schema(schema_with = fields::optional_document_number)]
     pub document_number: Option<String>,
     pub birth_date: Option<NaiveDate>,
+    #[schema(schema_with = fields::optional_text::<{ fields::GENDER_CHARS }>)]
     pub gender: Option<String>,
     pub status: Option<CustomerStatus>,
+    #[schema(schema_with = fields::optional_language_tag)]
     pub preferred_language: Option<String>,
     pub marketing_consent: Option<bool>,
+    #[schema(schema_with = fields::optional_tag_list)]
     pub tags: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    #[schema(schema_with = fields::optional_text::<{ fields::NOTES_CHARS }>)]
     pub notes: Option<String>,
 }
 
@@ -112,11 +121,11 @@ impl CreateCustomerRequest {
         let phone = v.check_opt("phone", self.phone, |p| Phone::parse(&p));
         let document = document(&mut v, Some(self.document_type), Some(self.document_number));
         let birth_date = v.check_opt("birth_date", self.birth_date, fields::birth_date);
-        let gender = v.check_opt("gender", self.gender, |g| fields::bounded_text(&g, 20));
+        let gender = v.check_opt("gender", self.gender, |g| fields::bounded_text(&g, fields::GENDER_CHARS));
         let language = v.check_opt("preferred_language", self.preferred_language, |l| fields::language(&l));
         let tags = v.check_opt("tags", self.tags, fields::tags);
         let metadata = v.check_opt("metadata", self.metadata, fields::metadata);
-        let notes = v.check_opt("notes", self.notes, |n| fields::bounded_text(&n, 2000));
+        let notes = v.check_opt("notes", self.notes, |n| fields::bounded_text(&n, fields::NOTES_CHARS));
         let (
             Some(first_name),
             Some(last_name),
@@ -159,38 +168,51 @@ impl CreateCustomerRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchCustomerRequest {
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(nullable = false)]
     pub customer_type: Option<Option<CustomerType>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::text::<{ fields::NAME_CHARS }>)]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::text::<{ fields::NAME_CHARS }>)]
     pub last_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
     pub phone: Option<Option<String>>,
+    /// Given (or cleared) with `document_number`.
     #[serde(default, deserialize_with = "crate::input::nullable")]
     pub document_type: Option<Option<DocumentType>>,
+    /// Given (or cleared) with `document_type`.
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_document_number)]
     pub document_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
     pub birth_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::GENDER_CHARS }>)]
     pub gender: Option<Option<String>>,
     /// A status change is recorded in the status history with `status_reason`.
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(nullable = false)]
     pub status: Option<Option<CustomerStatus>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::REASON_CHARS }>)]
     pub status_reason: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::language_tag)]
     pub preferred_language: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(nullable = false)]
     pub marketing_consent: Option<Option<bool>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::tag_list)]
     pub tags: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<Value>>,
     #[serde(default, deserialize_with = "crate::input::nullable")]
+    #[schema(schema_with = fields::optional_text::<{ fields::NOTES_CHARS }>)]
     pub notes: Option<Option<String>>,
 }
 
@@ -280,15 +302,17 @@ impl PatchCustomerRequest {
             phone: optional(&mut v, "phone", self.phone, |p| Phone::parse(&p)),
             document: document(&mut v, self.document_type, self.document_number),
             birth_date: optional(&mut v, "birth_date", self.birth_date, fields::birth_date),
-            gender: optional(&mut v, "gender", self.gender, |g| fields::bounded_text(&g, 20)),
+            gender: optional(&mut v, "gender", self.gender, |g| fields::bounded_text(&g, fields::GENDER_CHARS)),
             status,
-            status_reason: optional(&mut v, "status_reason", self.status_reason, |r| fields::bounded_text(&r, 500))
-                .flatten(),
+            status_reason: optional(&mut v, "status_reason", self.status_reason, |r| {
+                fields::bounded_text(&r, fields::REASON_CHARS)
+            })
+            .flatten(),
             preferred_language,
             marketing_consent,
             tags,
             metadata: optional(&mut v, "metadata", self.metadata, fields::metadata),
-            notes: optional(&mut v, "notes", self.notes, |n| fields::bounded_text(&n, 2000)),
+            notes: optional(&mut v, "notes", self.notes, |n| fields::bounded_text(&n, fields::NOTES_CHARS)),
         };
         v.finish()?;
         Ok(patch)

@@ -138,8 +138,12 @@ async fn patch_customer(
 }
 
 /// Erase the person's data (right to be forgotten). Ids, status history and financial rows stay.
+///
+/// Erasure anonymizes; it does not delete: afterwards `GET /customers/{id}` still answers 200
+/// with the personal fields `null` and `erased_at` set, erasing again answers 204, and a
+/// `PATCH` answers 409 `customer_erased`.
 #[utoipa::path(delete, path = "/customers/{id}", tag = "customers", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem)),
+    responses((status = 204, description = "Erased: the customer stays, anonymized"), (status = 404, body = Problem)),
     security(("bearer" = ["customers:admin"])))]
 async fn erase_customer(
     State(state): State<AppState>,
@@ -204,7 +208,8 @@ async fn get_loyalty(
 
 /// The customer's addresses.
 #[utoipa::path(get, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Address>), (status = 404, body = Problem)),
+    responses((status = 200, body = ListResponse<Address>, description = "Every address, on one page"),
+        (status = 404, body = Problem)),
     security(("bearer" = ["customers:read"])))]
 async fn list_addresses(
     State(state): State<AppState>,
@@ -218,7 +223,9 @@ async fn list_addresses(
 /// Add an address. Marking it default unsets the previous default of that kind.
 #[utoipa::path(post, path = "/customers/{id}/addresses", tag = "addresses", params(("id" = Uuid, Path)),
     request_body = CreateAddressRequest,
-    responses((status = 201, body = Address), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = Address, headers(("Location" = String), ("ETag" = String))),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "customer_erased"),
+        (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
 async fn add_address(
     State(state): State<AppState>,
@@ -240,7 +247,8 @@ async fn add_address(
 #[utoipa::path(patch, path = "/customers/{id}/addresses/{address_id}", tag = "addresses",
     params(("id" = Uuid, Path), ("address_id" = Uuid, Path), IfMatchHeader),
     request_body = PatchAddressRequest,
-    responses((status = 200, body = Address), (status = 404, body = Problem), (status = 412, body = Problem),
+    responses((status = 200, body = Address, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 412, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = ["customers:write"])))]
 async fn patch_address(

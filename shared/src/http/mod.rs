@@ -77,14 +77,19 @@ pub fn combined_router(parts: impl IntoIterator<Item = Documented>, state: AppSt
     serve_documented(api, routes, state)
 }
 
+/// A function's OpenAPI document, as its router serves it at `/api/v1/openapi.json`.
+pub fn function_document((api, routes): Documented) -> utoipa::openapi::OpenApi {
+    let mut api = OpenApiRouter::with_openapi(api).nest("/api/v1", routes).into_openapi();
+    openapi::complete(&mut api);
+    api
+}
+
 /// `routes` under `/api/v1`, `GET /api/v1/openapi.json` serving `api` completed with them,
 /// problem+json for unknown routes and methods, and a span per request carrying the request id.
 fn serve_documented(api: utoipa::openapi::OpenApi, routes: OpenApiRouter<AppState>, state: AppState) -> Router {
-    let (router, mut api) = utoipa_axum::router::OpenApiRouter::with_openapi(api)
-        .nest("/api/v1", routes)
-        .with_state(state)
-        .split_for_parts();
-    openapi::document_errors(&mut api);
+    let (router, mut api) =
+        OpenApiRouter::with_openapi(api).nest("/api/v1", routes).with_state(state).split_for_parts();
+    openapi::complete(&mut api);
     let api = Arc::new(api);
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(api.as_ref().clone()) }))

@@ -1,9 +1,12 @@
 //! OpenAPI pieces every HTTP function shares: the bearer scheme and the error answers.
 
 use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::Modify;
+use utoipa::{Modify, ToSchema};
+
+use crate::credit::model::ChangeAccountRequest;
 
 /// Declares the `bearer` JWT security scheme the operations refer to.
 pub struct BearerAuth;
@@ -17,11 +20,27 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Completes a document once its routes are collected: the error answers, and the bodies that
+/// must name at least one field.
+pub fn complete(api: &mut OpenApi) {
+    document_errors(api);
+    require_a_property::<ChangeAccountRequest>(api);
+}
+
+/// States `minProperties: 1` on `T`'s schema, when the document has it: utoipa 5.5 writes the
+/// derive's `min_properties` as `maxProperties`.
+fn require_a_property<T: ToSchema>(api: &mut OpenApi) {
+    let schema = api.components.as_mut().and_then(|components| components.schemas.get_mut(T::name().as_ref()));
+    if let Some(RefOr::T(Schema::Object(object))) = schema {
+        object.min_properties = Some(1);
+    }
+}
+
 /// Completes every operation's error answers, so the document says what the service answers:
 /// problem bodies are `application/problem+json`, and the answers every route can give are
 /// listed where they apply (400 malformed request or id, 401 and 403 with a token's scopes,
 /// 404 with a path id, 422 with a body or query, 503 when the database is unavailable).
-pub fn document_errors(api: &mut OpenApi) {
+fn document_errors(api: &mut OpenApi) {
     for (path, item) in api.paths.paths.iter_mut() {
         let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
         for operation in operations.into_iter().flatten() {

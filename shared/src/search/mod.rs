@@ -28,7 +28,8 @@ pub struct SearchFilter {
 /// A matching customer, its score (higher is better) and what matched best.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
-    /// 4 document, 3 exact phone or email, 2.5 email or name prefix, 1.5-2 similar name.
+    /// 4 document, 3.5 document without separators, 3 exact phone or email, 2.5 email or name
+    /// prefix, 1.5-2 similar name.
     pub score: f64,
     /// `document`, `phone`, `email` or `name`.
     pub matched_on: String,

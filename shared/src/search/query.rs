@@ -6,6 +6,19 @@ use crate::customers::fields::DocumentNumber;
 /// Longest query considered; the rest is ignored.
 pub const MAX_QUERY_CHARS: usize = 200;
 
+/// What [`SearchQuery::parse`] needs to find something to search, as a JSON Schema pattern
+/// (unanchored): a character that is neither a space nor a control character.
+pub const QUERY_PATTERN: &str = r"[^\s\u0000-\u001F\u007F-\u009F]";
+
+/// For `#[param(schema_with = ..)]` on `q`.
+pub fn query_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(QUERY_PATTERN))
+        .examples(["jose perez", "6123-4567", "8-823-1456"])
+        .into()
+}
+
 /// The parts of `q` each kind of match uses; `None` skips that kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
@@ -22,6 +35,8 @@ pub struct SearchQuery {
     pub phone_digits: Option<String>,
     /// The text as a normalized document number, when it could be one.
     pub document: Option<String>,
+    /// That number without separators, to find it typed with other separators or none.
+    pub document_key: Option<String>,
 }
 
 impl SearchQuery {
@@ -35,15 +50,15 @@ impl SearchQuery {
         let phone_like = text.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
         let could_be_email = !text.contains(char::is_whitespace) && text.chars().any(|c| c.is_alphabetic() || c == '@');
         let lowered = text.to_lowercase();
+        let document =
+            DocumentNumber::parse(&text).ok().filter(|number| number.as_str().chars().any(|c| c.is_ascii_digit()));
         Some(Self {
             fuzzy_name: text.chars().filter(|c| c.is_alphanumeric()).count() >= 3,
             email_fragment: (could_be_email && text.chars().count() >= 3).then(|| lowered.clone()),
             email_prefix: could_be_email.then(|| lowered.clone()),
             phone_digits: (phone_like && digits.len() >= 4).then_some(digits),
-            document: DocumentNumber::parse(&text)
-                .ok()
-                .map(DocumentNumber::into_inner)
-                .filter(|number| number.chars().any(|c| c.is_ascii_digit())),
+            document_key: document.as_ref().map(DocumentNumber::key),
+            document: document.map(DocumentNumber::into_inner),
             text,
         })
     }
@@ -75,6 +90,15 @@ mod tests {
     fn documents_are_normalized_and_need_a_digit() {
         assert_eq!(SearchQuery::parse(" pe-12-345 ").unwrap().document.as_deref(), Some("PE-12-345"));
         assert_eq!(SearchQuery::parse("perez").unwrap().document, None);
+        assert_eq!(SearchQuery::parse("8 823-1456").unwrap().document_key.as_deref(), Some("88231456"));
+    }
+
+    #[test]
+    fn the_documented_query_pattern_accepts_what_parse_finds_searchable() {
+        let pattern = regex::Regex::new(QUERY_PATTERN).unwrap();
+        for sample in ["ana", " a ", "", " ", "\t\n", "\u{0}", " \u{1}\u{85} ", "\u{a0}", "\u{200b}", "0", "\u{7f}x"] {
+            assert_eq!(pattern.is_match(sample), SearchQuery::parse(sample).is_some(), "{sample:?}");
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn api() -> Documented {
 struct SearchParams {
     /// Name (any order, partial, accents and typos tolerated), email or a fragment of it, phone
     /// digits in any format, or a document number. At most 200 characters are used.
+    #[param(schema_with = super::query::query_schema, required = true)]
     q: String,
     status: Option<CustomerStatus>,
     customer_type: Option<CustomerType>,

@@ -80,12 +80,12 @@ const NAME_WORDS_QUERY: &str = "(SELECT string_agg('(' || alternatives || ')', '
         FROM corrections GROUP BY place) words)";
 
 /// The search: one capped, index-backed branch per kind of match, then the best score of each
-/// customer. Scores: exact document 4, exact phone or email 3, email or whole-name prefix 2.5,
-/// phone prefix 2, email fragment 1.8, similar name 1 + word similarity. Names are found by
-/// corrected phrases (typed order, and every order for up to three words); the words in any
-/// position (a surname alone, "los andes") run only when no phrase in the typed order matched
-/// and no reordered one matched closely, and when the hits that outrank them (above 2) do not
-/// fill the page. Every branch reads B-tree ranges or equalities, never the organization, and
+/// customer. Scores: exact document 4, the document without its separators 3.5, exact phone or
+/// email 3, email or whole-name prefix 2.5, phone prefix 2, email fragment 1.8, similar name
+/// 1 + word similarity. Names are found by corrected phrases (typed order, and every order for
+/// up to three words); the words in any position (a surname alone, "los andes") run only when
+/// no phrase in the typed order matched and no reordered one matched closely, and when the hits
+/// that outrank them (above 2) do not fill the page. Every branch reads B-tree ranges or equalities, never the organization, and
 /// is gated above its capped subquery: under forced RLS a folded `false` inside a branch would
 /// not stop its scan.
 pub fn search_sql() -> &'static str {
@@ -120,6 +120,12 @@ pub fn search_sql() -> &'static str {
                 WHERE c.organization_id = $1 AND c.document_number = $11 {FILTERS}
                 LIMIT $15) hit
              WHERE $11::text IS NOT NULL)
+            UNION ALL
+            (SELECT * FROM (
+                SELECT c.customer_id, 3.5::float8, 'document' FROM customers c
+                WHERE c.organization_id = $1 AND c.document_key = $17 {FILTERS}
+                LIMIT $15) hit
+             WHERE $17::text IS NOT NULL)
             UNION ALL
             (SELECT * FROM (
                 SELECT c.customer_id, CASE WHEN c.phone_digits = $6 THEN 3.0 ELSE 2.0 END::float8, 'phone' FROM customers c
@@ -249,6 +255,7 @@ pub fn search_params(
         Box::new(limit),
         Box::new(CANDIDATES_PER_MATCH),
         Box::new(has_letters && query.fuzzy_name),
+        Box::new(query.document_key.clone()),
     ]
 }
 

@@ -33,6 +33,12 @@ async fn an_account_opens_pending_and_only_an_approver_can_approve_it() {
     let refused = use_credit(&app, customer, Uuid::new_v4(), "10.00").await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(refused.code(), "credit_not_approved");
+    assert_eq!(
+        (&refused.body["status"], &refused.body["account_status"]),
+        (&json!(422), &json!("pending")),
+        "the problem's status stays the HTTP status: {}",
+        refused.body
+    );
 
     let writer = app.token(app.org_a, &["credit:read", "credit:write"]);
     let forbidden = app.call(Method::POST, &format!("{}/approve", credit(customer)), Some(&writer), None).await;

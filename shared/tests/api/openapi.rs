@@ -115,3 +115,31 @@ async fn the_documented_enum_values_are_the_ones_the_api_accepts() {
         assert_eq!(app.as_org(app.org_a, Method::GET, &path, None).await.status, StatusCode::OK, "segment {segment}");
     }
 }
+
+#[tokio::test]
+async fn a_credit_change_must_name_a_field_and_the_documents_say_so() {
+    let app = TestApp::spawn().await;
+    let documents = documents(&app).await;
+    let credit = &documents[1].1;
+    assert_eq!(credit["components"]["schemas"]["ChangeAccountRequest"]["minProperties"], 1);
+    let account = app.approved_account(app.org_a, "900.00", 30).await;
+    let path = format!("/api/v1/customers/{account}/credit");
+    let empty = app.as_org(app.org_a, Method::PATCH, &path, Some(json!({}))).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", empty.body);
+}
+
+#[tokio::test]
+async fn every_documented_country_is_accepted_for_an_address() {
+    let app = TestApp::spawn().await;
+    let documents = documents(&app).await;
+    let country = &documents[0].1["components"]["schemas"]["CreateAddressRequest"]["properties"]["country"];
+    let codes: Vec<&str> = country["enum"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(codes.contains(&"PA"), "{country}");
+    let customer = app.create_customer(app.org_a, person("Ana", "Viajera")).await;
+    for code in codes {
+        let body = json!({"address_line1": "Calle 1", "city": "Ciudad", "country": code, "is_default": false});
+        let added =
+            app.as_org(app.org_a, Method::POST, &format!("/api/v1/customers/{customer}/addresses"), Some(body)).await;
+        assert_eq!(added.status, StatusCode::CREATED, "country {code}: {}", added.body);
+    }
+}

@@ -154,6 +154,41 @@ async fn an_exact_document_ranks_first_and_says_what_matched() {
 }
 
 #[tokio::test]
+async fn a_document_typed_with_spaces_or_without_separators_finds_it_below_an_exact_match() {
+    let app = TestApp::spawn().await;
+    let dashed = app
+        .create_customer(
+            app.org_a,
+            json!({"first_name": "Elena", "last_name": "Guardia", "document_type": "cedula", "document_number": "8-823-1456"}),
+        )
+        .await;
+    let plain = app
+        .create_customer(
+            app.org_a,
+            json!({"first_name": "Tomás", "last_name": "Vallarino", "document_type": "passport", "document_number": "88231456"}),
+        )
+        .await;
+    let hits = |body: &Value| -> Vec<(Uuid, String)> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| (hit["customer_id"].as_str().unwrap().parse().unwrap(), hit["matched_on"].to_string()))
+            .collect()
+    };
+    let document = "\"document\"".to_string();
+    for (typed, exact, other) in
+        [("8-823-1456", dashed, plain), ("8 823 1456", plain, dashed), ("88231456", plain, dashed)]
+    {
+        let body = search(&app, app.org_a, typed).await;
+        assert_eq!(hits(&body), vec![(exact, document.clone()), (other, document.clone())], "{typed:?}: {body}");
+        let scores: Vec<f64> =
+            body["items"].as_array().unwrap().iter().map(|hit| hit["score"].as_f64().unwrap()).collect();
+        assert!(scores[0] > scores[1], "{typed:?}: the exact document ranks strictly first: {scores:?}");
+    }
+}
+
+#[tokio::test]
 async fn filters_narrow_every_kind_of_match() {
     let app = TestApp::spawn().await;
     let people = seed(&app).await;
@@ -275,9 +310,17 @@ async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
         .unwrap();
     admin.batch_execute("ANALYZE").await.unwrap();
     let mut connection = app.db.connection().await.unwrap();
-    for typed in
-        ["cliente123@ex", "ente123", "mendoza omar", "apellido7 nombre7", "apellido7", "6123-4567", "8-123-456", "jose"]
-    {
+    for typed in [
+        "cliente123@ex",
+        "ente123",
+        "mendoza omar",
+        "apellido7 nombre7",
+        "apellido7",
+        "6123-4567",
+        "8-123-456",
+        "8123456",
+        "jose",
+    ] {
         let tx = connection.begin(app.org_a).await.unwrap();
         tx.execute(store::SEARCH_SETTINGS_SQL, &[]).await.unwrap();
         let query = SearchQuery::parse(typed).unwrap();
