@@ -20,11 +20,13 @@ services:
 token:
 	@. .local/env && JWT_HS256_SECRET=$${JWT_HS256_SECRET:-local-dev-secret} cargo run -q -p devctl -- token
 
-# Credit reservations/s and p50/p99 next to the same SQL run directly; invariants at 10x size.
+# Credit reservations/s and p50/p99 in process and as deployed (one instance per client,
+# publishing after commit) next to the same SQL run directly; invariants at 10x size.
 bench-credit:
 	@infra/local/bench.sh credit
 
-# Search p50/p95 per kind of query over 1,000,000 customers, next to the same SQL run directly.
+# Search p50/p95/p99 per kind of query over 1,000,000 customers (uniform probes, first touch and
+# repeat, default page and a second page), next to the same SQL run directly.
 bench-search:
 	@infra/local/bench.sh search
 

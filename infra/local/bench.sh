@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench-NAME`: services, then one benchmark, each next to the same work done directly.
 # Release builds (the first run takes minutes), except the relay's, which is a test.
-#   credit  reservation throughput and latency against the raw-SQL floor, then the concurrency
+#   credit  reservation throughput and latency in process and as deployed (publishing after
+#           commit) against the raw-SQL floor, on a private cluster, then the concurrency
 #           invariants test at ten times its `make test` size (CREDIT_STRESS_OPERATIONS)
 #   search  latency per kind of query over 1,000,000 customers (BENCH_DATABASE keeps them)
 #   events  events/s one consumer applies in batches of 10 against the raw-SQL floor, then
@@ -18,6 +19,10 @@ cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
 
 bench_credit() {
+  # The deployed path at 64 writers holds 128 connections (2 per instance): a cluster of its
+  # own with room for them, so no other user of the shared server is refused a connection.
+  step "a private PostgreSQL cluster on :${BENCH_PG_PORT:=55441} (max_connections 200)"
+  start_private_cluster "$BENCH_PG_PORT" -c max_connections=200
   step "building (release) and running the reservation benchmark"
   cargo bench --workspace --bench credit
   step "credit invariants under 64 clients x ${CREDIT_STRESS_OPERATIONS:=240} operations"

@@ -87,3 +87,21 @@ load_environment() {
   source .local/env
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 }
+
+# Runs a command as the postgres user when root (PostgreSQL refuses to run as root).
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# start_private_cluster <port> [postgres options...]: a throwaway PostgreSQL cluster with the
+# default settings (fsync on) plus the options, removed when the script exits; points
+# ADMIN_DATABASE_URL at it.
+start_private_cluster() {
+  local port=$1; shift
+  PRIVATE_PG_BIN=$(pg_bin_dir) || die "initdb not found; run make test once to install PostgreSQL"
+  PRIVATE_PG_DIR=$(mktemp -d)
+  chown postgres "$PRIVATE_PG_DIR" 2>/dev/null || true
+  trap 'as_postgres "$PRIVATE_PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$PRIVATE_PG_DIR"' EXIT
+  as_postgres "$PRIVATE_PG_BIN/initdb" -D "$PRIVATE_PG_DIR/data" -U postgres --auth=trust >/dev/null
+  as_postgres "$PRIVATE_PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -l "$PRIVATE_PG_DIR/log" -w \
+    -o "-p $port -k $PRIVATE_PG_DIR -c listen_addresses=127.0.0.1 $*" start >/dev/null
+  export ADMIN_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}

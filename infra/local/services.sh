@@ -23,7 +23,6 @@ else
     step "PostgreSQL: nothing answers at $(redact "${DATABASE_URL:-127.0.0.1:5432}"); starting a private cluster on :$port"
     bin=$(pg_bin_dir) || { ensure_package postgresql; bin=$(pg_bin_dir); }
     data="$state/pg"
-    as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
     if [ ! -s "$data/PG_VERSION" ]; then
       mkdir -p "$data"
       [ "$(id -u)" = 0 ] && chown postgres "$data"

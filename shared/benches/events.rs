@@ -1,7 +1,7 @@
 //! Inbound event benchmark: one consumer (one Lambda instance) applying SQS batches of 10
 //! through `handle_batch`, next to the same statements run directly with tokio-postgres. The
 //! mix is 40% tier changes, 50% completed orders and 10% cancellations, over 10,000 customers
-//! of one organization. The two paths alternate in rounds over fresh events.
+//! of one organization. The two paths alternate in rounds over fresh events, each first in turn.
 //!
 //! Then the outbound side: customer creations through the customers router with and without
 //! the publish after commit to the emulator's FIFO queue, and what that publish adds to a
@@ -32,7 +32,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 mod common;
-use common::{admin, admin_config, percentile_ms, runtime_config, Xorshift};
+use common::{admin, admin_config, percentile_ms, print_conditions, rotation, runtime_config, Xorshift};
 
 const CUSTOMERS: usize = 10_000;
 const SECRET: &str = "bench-secret";
@@ -235,6 +235,19 @@ async fn main() {
         clock: Utc::now() - chrono::Duration::hours(1),
     };
 
+    print_conditions(
+        &admin(&database).await,
+        &[
+            ("customers", format!("{CUSTOMERS} in one organization")),
+            (
+                "consumer connections",
+                "1, then 4 (the events function's DATABASE_POOL_SIZE), as many batches at once".into(),
+            ),
+            ("events", format!("{events} per path and round, {ROUNDS} rounds, each path first in turn")),
+            ("creations", "100 per round without and with the publish after commit, to the local emulator".into()),
+        ],
+    )
+    .await;
     println!("\n| connections | service events/s | direct events/s | service / direct |");
     println!("|---|---|---|---|");
     for concurrency in [1, 4] {
@@ -250,18 +263,19 @@ async fn main() {
         let (mut service_time, mut direct_time) = (Duration::ZERO, Duration::ZERO);
         for round in 0..ROUNDS {
             eprintln!("  {concurrency} connection(s), round {}/{ROUNDS}: {events} events per path", round + 1);
-            let batches = workload.batches(events);
-            let started = Instant::now();
-            assert_eq!(
-                through_service(&App::new(db.clone()), &batches, concurrency).await,
-                0,
-                "the service failed events"
-            );
-            service_time += started.elapsed();
-            let batches = workload.batches(events);
-            let started = Instant::now();
-            assert_eq!(direct(&pool, organization, &batches, concurrency).await, 0, "the direct path failed events");
-            direct_time += started.elapsed();
+            for path in rotation(round, 2) {
+                let batches = workload.batches(events);
+                let started = Instant::now();
+                if path == 0 {
+                    let failed = through_service(&App::new(db.clone()), &batches, concurrency).await;
+                    assert_eq!(failed, 0, "the service failed events");
+                    service_time += started.elapsed();
+                } else {
+                    let failed = direct(&pool, organization, &batches, concurrency).await;
+                    assert_eq!(failed, 0, "the direct path failed events");
+                    direct_time += started.elapsed();
+                }
+            }
         }
         let total = (events * ROUNDS) as f64;
         let (service, direct) = (total / service_time.as_secs_f64(), total / direct_time.as_secs_f64());
@@ -299,12 +313,17 @@ async fn publish_after_commit(database: &str, organization: Uuid) {
     let (mut plain, mut publishing) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         eprintln!("  creations, round {}/{ROUNDS}: {PER_ROUND} without and {PER_ROUND} with the publish", round + 1);
-        for _ in 0..PER_ROUND {
-            plain.push(create_customer(&without, &token).await);
-        }
-        relay.publish_all(std::time::Instant::now() + std::time::Duration::from_secs(60)).await.unwrap();
-        for _ in 0..PER_ROUND {
-            publishing.push(create_customer(&with, &token).await);
+        for path in rotation(round, 2) {
+            if path == 0 {
+                for _ in 0..PER_ROUND {
+                    plain.push(create_customer(&without, &token).await);
+                }
+                relay.publish_all(std::time::Instant::now() + std::time::Duration::from_secs(60)).await.unwrap();
+            } else {
+                for _ in 0..PER_ROUND {
+                    publishing.push(create_customer(&with, &token).await);
+                }
+            }
         }
     }
     let mut send_alone = Vec::new();

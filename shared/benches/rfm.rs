@@ -43,39 +43,16 @@ async fn main() {
 }
 
 async fn print_conditions(database: &str) {
-    let client = admin(database).await;
-    let version: String = client.query_one("SHOW server_version", &[]).await.unwrap().get(0);
-    let mut settings = vec![format!("PostgreSQL {version}")];
-    for name in [
-        "fsync",
-        "synchronous_commit",
-        "shared_buffers",
-        "work_mem",
-        "maintenance_work_mem",
-        "max_parallel_workers_per_gather",
-        "jit",
-    ] {
-        let value: String = client.query_one(&format!("SHOW {name}"), &[]).await.unwrap().get(0);
-        settings.push(format!("{name}={value}"));
-    }
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let dirty = if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        ""
-    } else {
-        " (+ uncommitted changes)"
-    };
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("conditions: {}", settings.join(", "));
-    println!(
-        "commit {}{dirty}; {cpus} CPUs; organizations run one after another on one connection; the consumer: 4 batches of 10 at a time",
-        git(&["rev-parse", "--short", "HEAD"])
-    );
+    common::print_conditions(
+        &admin(database).await,
+        &[
+            ("database", database.to_string()),
+            ("organizations", "run one after another on one connection".into()),
+            ("consumer", "4 batches of 10 at a time".into()),
+            ("order", "the plain aggregation runs before and after the first run; their mean is the floor".into()),
+        ],
+    )
+    .await;
 }
 
 /// The plain aggregation of the window, per organization in its tenant transaction as the

@@ -1,6 +1,13 @@
-//! Customer search benchmark over 1,000,000 customers of one organization: p50/p95 per kind of
-//! query through the search router in process, next to the same SQL and parameters run
-//! directly with tokio-postgres, alternating query by query.
+//! Customer search benchmark over 1,000,000 customers of one organization: p50/p95/p99 per kind
+//! of query through the search router in process, next to the same SQL and parameters run
+//! directly with tokio-postgres.
+//!
+//! The probes are customers drawn uniformly from the whole table. Each path runs every probe in
+//! an order of its own (shuffled), the two paths taking turns step by step (each first in turn),
+//! so neither runs a query the other has just warmed. Two passes: the first touches each
+//! probe's pages for the first time in the run, the second repeats the probes (reshuffled); each
+//! prints its shared-buffer hit ratio. Pages are the default size (50); one kind asks for the
+//! second page of a common surname.
 //!
 //! Run with `make bench-search` (`BENCH_QUERIES` per kind, default 200; `BENCH_DATABASE=name`
 //! keeps the seeded database for the next run).
@@ -14,6 +21,7 @@ use shared::auth::{issue_hs256_token, TokenVerifier};
 use shared::config::{AuthConfig, TokenKeys};
 use shared::db::{ConnectOptions, Db};
 use shared::http::AppState;
+use shared::paging::PageRequest;
 use shared::search::query::SearchQuery;
 use shared::search::SearchFilter;
 use tokio_postgres::types::ToSql;
@@ -21,7 +29,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 mod common;
-use common::{admin, admin_config, percentile_ms, runtime_config};
+use common::{admin, admin_config, percentile_ms, print_conditions, rotation, runtime_config, Xorshift};
 
 const SECRET: &str = "bench-secret";
 const CUSTOMERS: i32 = 1_000_000;
@@ -82,12 +90,6 @@ async fn seed(database: &str, organization: Uuid) {
     client.batch_execute("VACUUM ANALYZE").await.unwrap();
 }
 
-/// The queries of one kind, made from real seeded customers.
-struct Workload {
-    kind: &'static str,
-    queries: Vec<String>,
-}
-
 /// Removes one letter from the longest word: a small typo.
 fn with_typo(name: &str) -> String {
     let words: Vec<&str> = name.split(' ').collect();
@@ -107,63 +109,84 @@ fn with_typo(name: &str) -> String {
         .join(" ")
 }
 
-async fn workloads(database: &str, per_kind: i64) -> Vec<Workload> {
-    let rows = admin(database)
-        .await
+/// The kinds of query, in the order the table lists them.
+const KINDS: [&str; 9] = [
+    "name (first + last)",
+    "two-word name with a typo",
+    "one word (surname)",
+    "two words, reversed",
+    "email prefix",
+    "email fragment",
+    "phone (6123-4567)",
+    "document",
+    "one word (surname), second page",
+];
+const SECOND_PAGE: usize = 8;
+
+/// One query: its kind (an index into [`KINDS`]), its text, and for a second page the cursor
+/// the first page answered.
+#[derive(Clone)]
+struct Probe {
+    kind: usize,
+    text: String,
+    cursor: Option<String>,
+}
+
+/// `per_kind` customers drawn uniformly from the whole table (a seeded order, so runs draw the
+/// same ones), made into queries of every kind.
+async fn probes(database: &str, per_kind: i64) -> Vec<Probe> {
+    let client = admin(database).await;
+    client.execute("SELECT setseed(0.42)", &[]).await.unwrap();
+    let rows = client
         .query(
-            "SELECT first_name, last_name, email, phone, document_number FROM customers TABLESAMPLE SYSTEM (1) LIMIT $1",
+            "SELECT first_name, last_name, email, phone, document_number FROM customers ORDER BY random() LIMIT $1",
             &[&per_kind],
         )
         .await
         .unwrap();
-    let field = |i: usize| rows.iter().map(move |r| r.get::<_, String>(i));
-    let first_word = |name: String| name.split(' ').next().unwrap_or_default().to_string();
-    vec![
-        Workload {
-            kind: "name (first + last)",
-            queries: field(0).zip(field(1)).map(|(f, l)| format!("{} {}", first_word(f), first_word(l))).collect(),
-        },
-        Workload {
-            kind: "two-word name with a typo",
-            queries: field(0)
-                .zip(field(1))
-                .map(|(f, l)| with_typo(&format!("{} {}", first_word(f), first_word(l))))
-                .collect(),
-        },
-        Workload { kind: "one word (surname)", queries: field(1).map(first_word).collect() },
-        Workload {
-            kind: "two words, reversed",
-            queries: field(0).zip(field(1)).map(|(f, l)| format!("{} {}", first_word(l), first_word(f))).collect(),
-        },
-        Workload {
-            kind: "email prefix",
-            queries: field(2).map(|e| e.split('@').next().unwrap().chars().take(8).collect()).collect(),
-        },
-        Workload {
-            kind: "email fragment",
-            queries: field(2).map(|e| e.split('@').next().unwrap().chars().skip(2).take(8).collect()).collect(),
-        },
-        Workload {
-            kind: "phone (6123-4567)",
-            queries: field(3).map(|p| format!("{}-{}", &p[4..8], &p[8..])).collect(),
-        },
-        Workload { kind: "document", queries: field(4).collect() },
-    ]
+    let first_word = |name: &str| name.split(' ').next().unwrap_or_default().to_string();
+    let mut probes = Vec::new();
+    for row in &rows {
+        let (first, last, email, phone, document): (&str, &str, &str, &str, &str) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let local = email.split('@').next().unwrap();
+        let texts = [
+            format!("{} {}", first_word(first), first_word(last)),
+            with_typo(&format!("{} {}", first_word(first), first_word(last))),
+            first_word(last),
+            format!("{} {}", first_word(last), first_word(first)),
+            local.chars().take(8).collect(),
+            local.chars().skip(2).take(8).collect(),
+            format!("{}-{}", &phone[4..8], &phone[8..]),
+            document.to_string(),
+            first_word(last),
+        ];
+        probes.extend(texts.into_iter().enumerate().map(|(kind, text)| Probe { kind, text, cursor: None }));
+    }
+    probes
 }
 
-async fn through_service(router: &axum::Router, token: &str, query: &str) -> Duration {
-    let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+fn search_uri(probe: &Probe) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(probe.text.as_bytes()).collect();
+    match &probe.cursor {
+        Some(cursor) => format!("/api/v1/customers/search?q={encoded}&cursor={cursor}"),
+        None => format!("/api/v1/customers/search?q={encoded}"),
+    }
+}
+
+async fn through_service(router: &axum::Router, token: &str, probe: &Probe) -> (Duration, serde_json::Value) {
     let request = Request::builder()
         .method(Method::GET)
-        .uri(format!("/api/v1/customers/search?q={encoded}&limit=20"))
+        .uri(search_uri(probe))
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
     let started = Instant::now();
     let response = router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{query}");
-    axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    started.elapsed()
+    assert_eq!(response.status(), StatusCode::OK, "{}", probe.text);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let elapsed = started.elapsed();
+    (elapsed, serde_json::from_slice(&body).unwrap())
 }
 
 /// The statements the floor runs, prepared once as the service's pool caches them.
@@ -173,17 +196,37 @@ struct Prepared {
     search: tokio_postgres::Statement,
 }
 
-async fn direct(client: &mut tokio_postgres::Client, prepared: &Prepared, organization: Uuid, query: &str) -> Duration {
-    let parsed = SearchQuery::parse(query).unwrap();
+/// The service's transaction for `probe`, straight on tokio-postgres: the default page (or the
+/// page after the probe's cursor), the same SQL and parameters.
+async fn direct(
+    client: &mut tokio_postgres::Client,
+    prepared: &Prepared,
+    organization: Uuid,
+    probe: &Probe,
+) -> Duration {
+    let parsed = SearchQuery::parse(&probe.text).unwrap();
+    let page = PageRequest::parse(None, probe.cursor.as_deref()).unwrap();
     let started = Instant::now();
     let tx = client.transaction().await.unwrap();
     tx.execute(&prepared.set_tenant, &[&organization.to_string()]).await.unwrap();
     tx.execute(&prepared.settings, &[]).await.unwrap();
-    let params = shared::search::store::search_params(organization, &parsed, &SearchFilter::default(), None, 21);
+    let (after, limit) = (page.after_score().unwrap(), page.fetch_limit());
+    let params = shared::search::store::search_params(organization, &parsed, &SearchFilter::default(), after, limit);
     let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     tx.query(&prepared.search, &params).await.unwrap();
     tx.commit().await.unwrap();
     started.elapsed()
+}
+
+/// Blocks read and found in shared buffers in `database` so far, as the statistics have them.
+async fn buffer_reads(client: &tokio_postgres::Client) -> (i64, i64) {
+    // Backends flush their counters at most once a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let row = client
+        .query_one("SELECT blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()", &[])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
 }
 
 fn main() {
@@ -234,35 +277,68 @@ async fn run() {
         settings: client.prepare(shared::search::store::SEARCH_SETTINGS_SQL).await.unwrap(),
         search: client.prepare(shared::search::store::search_sql()).await.unwrap(),
     };
+    let owner = admin(&database).await;
+    let customers: i64 = owner.query_one("SELECT count(*) FROM customers", &[]).await.unwrap().get(0);
+    print_conditions(
+        &owner,
+        &[
+            ("customers", format!("{customers} in one organization")),
+            ("probes", format!("{per_kind} customers drawn uniformly (ORDER BY random(), seeded) per kind")),
+            ("clients", "1 per path; service pool 1 connection, direct 1 connection".into()),
+            ("page", "the default (50); the second-page kind follows the first page's cursor".into()),
+            ("order", "each path its own shuffle; the paths take turns step by step, each first in turn".into()),
+        ],
+    )
+    .await;
 
-    println!("\n{per_kind} queries per kind, one client, service and direct taking turns query by query.\n");
-    println!("| query | service p50 | p95 | direct p50 | p95 | service / direct (p95) |");
-    println!("|---|---|---|---|---|---|");
-    for mut workload in workloads(&database, per_kind).await {
-        workload.queries.truncate(per_kind as usize);
-        let (mut service, mut floor) = (Vec::new(), Vec::new());
-        for (index, query) in workload.queries.iter().enumerate() {
-            // Whoever runs a query first reads its pages from disk: take turns.
-            if index % 2 == 0 {
-                service.push(through_service(&router, &token, query).await);
-                floor.push(direct(&mut client, &prepared, organization, query).await);
-            } else {
-                floor.push(direct(&mut client, &prepared, organization, query).await);
-                service.push(through_service(&router, &token, query).await);
+    let mut probes = probes(&database, per_kind).await;
+    // The second pages' cursors, asked once before the timed passes.
+    for probe in probes.iter_mut().filter(|probe| probe.kind == SECOND_PAGE) {
+        let (_, first_page) = through_service(&router, &token, probe).await;
+        probe.cursor = first_page["next_cursor"].as_str().map(str::to_owned);
+    }
+    probes.retain(|probe| probe.kind != SECOND_PAGE || probe.cursor.is_some());
+
+    let mut random = Xorshift(0x2545_F491_4F6C_DD1D);
+    for pass in ["first touch", "repeat"] {
+        let (mut for_service, mut for_direct) = (probes.clone(), probes.clone());
+        random.shuffle(&mut for_service);
+        random.shuffle(&mut for_direct);
+        let mut latencies = vec![(Vec::new(), Vec::new()); KINDS.len()];
+        let (read_before, hit_before) = buffer_reads(&owner).await;
+        for (step, (mine, theirs)) in for_service.iter().zip(&for_direct).enumerate() {
+            for path in rotation(step, 2) {
+                if path == 0 {
+                    latencies[mine.kind].0.push(through_service(&router, &token, mine).await.0);
+                } else {
+                    latencies[theirs.kind].1.push(direct(&mut client, &prepared, organization, theirs).await);
+                }
             }
         }
-        let (s95, d95) = (percentile_ms(&mut service, 0.95), percentile_ms(&mut floor, 0.95));
+        let (read_after, hit_after) = buffer_reads(&owner).await;
+        let (read, hit) = (read_after - read_before, hit_after - hit_before);
         println!(
-            "| {} (e.g. {:?}) | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
-            workload.kind,
-            workload.queries[0],
-            percentile_ms(&mut service, 0.50),
-            s95,
-            percentile_ms(&mut floor, 0.50),
-            d95,
-            s95 / d95
+            "\n{pass}: shared-buffer hit ratio {:.1}% ({read} blocks read from the OS, {hit} found in shared buffers)\n",
+            100.0 * hit as f64 / (read + hit).max(1) as f64
         );
+        println!("| query | service p50 | p95 | p99 | direct p50 | p95 | p99 | service / direct (p95) |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (kind, (service, floor)) in latencies.iter_mut().enumerate() {
+            let example = probes.iter().find(|probe| probe.kind == kind).map_or("", |probe| probe.text.as_str());
+            let (s95, d95) = (percentile_ms(service, 0.95), percentile_ms(floor, 0.95));
+            println!(
+                "| {} (e.g. {example:?}, {} queries) | {:.1} ms | {s95:.1} ms | {:.1} ms | {:.1} ms | {d95:.1} ms | {:.1} ms | {:.2}x |",
+                KINDS[kind],
+                service.len(),
+                percentile_ms(service, 0.50),
+                percentile_ms(service, 0.99),
+                percentile_ms(floor, 0.50),
+                percentile_ms(floor, 0.99),
+                s95 / d95
+            );
+        }
     }
+    drop(owner);
     if kept.is_none() {
         admin("postgres").await.batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).await.ok();
     }

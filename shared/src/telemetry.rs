@@ -18,7 +18,7 @@ pub fn init() {
 
 /// `filter` with tokio-postgres held at info whatever the level: at debug it logs every
 /// statement's parameters, which are personal data.
-fn without_statement_parameters(filter: EnvFilter) -> EnvFilter {
+pub fn without_statement_parameters(filter: EnvFilter) -> EnvFilter {
     filter.add_directive("tokio_postgres=info".parse().expect("a valid directive"))
 }
 

@@ -1,6 +1,7 @@
 //! What the benchmarks share: the admin connection that creates and seeds their database, a
-//! seeded random source, percentiles, the timed loop of N callers, and the conditions a run
-//! prints first. Each bench uses part of it; `credit` holds the reservation workload.
+//! seeded random source, percentiles, the timed loop of N callers, the order paths take turns
+//! in, and the conditions a run prints first. Each bench uses part of it; `credit` holds the
+//! reservation workload.
 #![allow(dead_code)]
 
 pub mod credit;
@@ -41,6 +42,19 @@ impl Xorshift {
         self.0 ^= self.0 << 17;
         (self.0 % n as u64) as usize
     }
+
+    /// Shuffles `items` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// The order in which `paths` paths run in round `round`: each goes first in turn, so a warm
+/// cache or the machine's drift favours none of them.
+pub fn rotation(round: usize, paths: usize) -> impl Iterator<Item = usize> {
+    (0..paths).map(move |i| (round + i) % paths)
 }
 
 /// The `q` quantile of `latencies` in milliseconds (0 when empty).
@@ -138,7 +152,17 @@ pub async fn measure<S, C, CFut, F, Fut>(
 /// Prints what a run's figures depend on, before them: the PostgreSQL settings that matter
 /// (read through `client`), the commit, the CPUs, then `extra` (pool sizes, clients, durations).
 pub async fn print_conditions(client: &tokio_postgres::Client, extra: &[(&str, String)]) {
-    let names = ["server_version", "fsync", "synchronous_commit", "shared_buffers", "work_mem", "max_connections"];
+    let names = [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "shared_buffers",
+        "work_mem",
+        "maintenance_work_mem",
+        "max_parallel_workers_per_gather",
+        "jit",
+        "max_connections",
+    ];
     println!("conditions:");
     for name in names {
         let row = client.query_one("SELECT current_setting($1)", &[&name]).await.expect("PostgreSQL answers");

@@ -84,15 +84,6 @@ async fn a_token_without_the_write_scope_cannot_create_and_gets_403() {
 }
 
 #[tokio::test]
-async fn erasing_needs_the_admin_scope() {
-    let app = TestApp::spawn().await;
-    let id = app.create_customer(app.org_a, person("Ana", "Borrar")).await;
-    let writer = app.token(app.org_a, &["customers:read", "customers:write"]);
-    let response = app.call(Method::DELETE, &format!("/api/v1/customers/{id}"), Some(&writer), None).await;
-    assert_eq!(response.status, StatusCode::FORBIDDEN);
-}
-
-#[tokio::test]
 async fn the_organization_comes_from_the_token_not_the_body() {
     let app = TestApp::spawn().await;
     let mut body = person("Ana", "Cuerpo");

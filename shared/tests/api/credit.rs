@@ -2,7 +2,7 @@ use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{person, TestApp, TestResponse};
+use crate::helpers::{assert_unchanged, person, TestApp, TestResponse};
 
 fn credit(customer: Uuid) -> String {
     format!("/api/v1/customers/{customer}/credit")
@@ -347,9 +347,12 @@ async fn every_credit_route_answers_404_for_another_organizations_account() {
         (Method::GET, format!("{base}/payments"), None),
         (Method::GET, format!("{base}/statement"), None),
     ];
+    let theirs_before = app.snapshot(app.org_b).await;
     for (method, path, body) in routes {
         let response = app.as_org(app.org_a, method.clone(), &path, body).await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}: {}", response.body);
+        assert_eq!(response.body, TestApp::not_found_problem(), "{method} {path} answers nothing of theirs");
+        assert_unchanged(&theirs_before, &app.snapshot(app.org_b).await, &format!("{method} {path}"));
     }
     let same_order = app
         .as_org(
@@ -494,5 +497,69 @@ async fn business_dates_are_utc_dates_whatever_the_database_time_zone() {
         let today = chrono::Utc::now().date_naive();
         assert_eq!(usage.due_date, today, "a use on terms of 0 days is due today in UTC, under {zone}");
         assert_eq!(shared::credit::mark_overdue(&core, today).await.unwrap(), 0, "not overdue on its UTC due date");
+    }
+}
+
+#[tokio::test]
+async fn using_a_cancelled_account_is_refused_as_not_approved_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let customer = app.approved_account(app.org_a, "500.00", 30).await;
+    assert_eq!(use_credit(&app, customer, Uuid::new_v4(), "100.00").await.status, StatusCode::CREATED);
+    let cancel = format!("{}/cancel", credit(customer));
+    let cancelled = app.as_org(app.org_a, Method::POST, &cancel, Some(json!({"reason": "cierre"}))).await;
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let before = app.snapshot(app.org_a).await;
+
+    let refused = use_credit(&app, customer, Uuid::new_v4(), "10.00").await;
+
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.code(), "credit_not_approved");
+    assert_eq!(refused.body["status"], "cancelled");
+    assert_unchanged(&before, &app.snapshot(app.org_a).await, "using a cancelled account");
+}
+
+#[tokio::test]
+async fn suspend_reactivate_and_cancel_each_write_their_event_with_the_account_and_reason() {
+    let app = TestApp::spawn().await;
+    let customer = app.approved_account(app.org_a, "500.00", 45).await;
+    assert_eq!(use_credit(&app, customer, Uuid::new_v4(), "120.00").await.status, StatusCode::CREATED);
+    let account_id = account(&app, customer).await["credit_account_id"].clone();
+    let steps = [
+        ("suspend", "mora", "customers.credit.suspended", "suspended"),
+        ("reactivate", "pagó", "customers.credit.reactivated", "approved"),
+        ("cancel", "cierre", "customers.credit.cancelled", "cancelled"),
+    ];
+    for (action, reason, _, _) in steps {
+        let path = format!("{}/{action}", credit(customer));
+        let changed = app.as_org(app.org_a, Method::POST, &path, Some(json!({"reason": reason}))).await;
+        assert_eq!(changed.status, StatusCode::OK, "{action}: {}", changed.body);
+    }
+
+    let rows = app
+        .admin()
+        .await
+        .query(
+            "SELECT event_id, event_type, message_group, payload FROM outbox \
+             WHERE event_type IN ('customers.credit.suspended', 'customers.credit.reactivated', \
+                                  'customers.credit.cancelled') ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), steps.len(), "one event per change");
+    for (row, (action, reason, event_type, status)) in rows.iter().zip(steps) {
+        let (event_id, payload): (Uuid, Value) = (row.get(0), row.get(3));
+        assert_eq!(row.get::<_, String>(1), event_type, "{action}");
+        assert_eq!(row.get::<_, String>(2), format!("credit:{customer}"), "{action}");
+        assert_eq!(payload["id"], json!(event_id), "{action}");
+        assert_eq!(payload["type"], event_type, "{action}");
+        assert_eq!(payload["source"], "customer-service", "{action}");
+        assert_eq!(payload["organization_id"], json!(app.org_a), "{action}");
+        assert!(payload["time"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
+        let data = json!({
+            "customer_id": customer, "credit_account_id": account_id, "status": status,
+            "credit_limit": "500.00", "credit_used": "120.00", "payment_term_days": 45, "reason": reason,
+        });
+        assert_eq!(payload["data"], data, "{action}");
     }
 }

@@ -2,7 +2,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use crate::helpers::{assert_unchanged, TestApp};
 
 #[tokio::test]
 async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows() {
@@ -86,4 +86,30 @@ async fn erasure_removes_personal_data_and_keeps_ids_history_and_financial_rows(
     let patch = app.as_org(app.org_a, Method::PATCH, &path, Some(json!({"first_name": "Vuelve"}))).await;
     assert_eq!(patch.status, StatusCode::CONFLICT);
     assert_eq!(patch.code(), "customer_erased");
+}
+
+#[tokio::test]
+async fn erasing_without_the_admin_scope_is_403_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .create_customer(
+            app.org_a,
+            json!({"first_name": "Zacarías", "last_name": "Quintero", "email": "zq.keep@example.com",
+                   "phone": "6987-6543", "document_type": "cedula", "document_number": "4-777-999"}),
+        )
+        .await;
+    let path = format!("/api/v1/customers/{id}");
+    let address = json!({"address_line1": "Calle Secreta 123", "city": "Boquete", "recipient_name": "Zacarías Q."});
+    let added = app.as_org(app.org_a, Method::POST, &format!("{path}/addresses"), Some(address)).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let before = app.snapshot(app.org_a).await;
+    let writer = app.token(app.org_a, &["customers:read", "customers:write"]);
+
+    let refused = app.call(Method::DELETE, &path, Some(&writer), None).await;
+
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.code(), "forbidden");
+    assert_unchanged(&before, &app.snapshot(app.org_a).await, "an erase without customers:admin");
+    let stored = app.as_org(app.org_a, Method::GET, &path, None).await;
+    assert_eq!((stored.body["last_name"].as_str(), stored.body["erased_at"].as_str()), (Some("Quintero"), None));
 }

@@ -134,7 +134,7 @@ async fn a_write_publishes_its_events_before_it_answers() {
 }
 
 #[tokio::test]
-async fn relays_running_at_once_send_each_event_once() {
+async fn relays_started_while_another_is_mid_pass_leave_its_organization_to_it_and_each_event_goes_once() {
     let sqs = shared_sqs().await;
     let queues = own_queues(&sqs, RetryPolicy::default()).await;
     let app = TestApp::spawn().await;
@@ -142,15 +142,78 @@ async fn relays_running_at_once_send_each_event_once() {
         write_some_events(&app).await;
     }
     let (written, _) = outbox(&app).await;
+    // The held relay waits on a row lock for as long as the test holds it: lift the runtime
+    // role's lock and statement limits for this database, for the relay's own connections.
+    let admin = app.admin().await;
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE customer_app IN DATABASE {0} SET lock_timeout = 0; \
+             ALTER ROLE customer_app IN DATABASE {0} SET statement_timeout = 0",
+            app.database
+        ))
+        .await
+        .unwrap();
+    let relay_db = shared::db::Db::from_config(app_config(&app.database), 8).unwrap();
+    let relay = Relay::new(relay_db, sqs.clone(), &queues.outbound);
 
-    let relay = Relay::new(app.db.clone(), sqs.clone(), &queues.outbound);
-    let passes =
-        futures_util::future::join_all((0..4).map(|_| relay.publish_all(crate::helpers::a_minute_from_now()))).await;
-    let mut published: u64 = passes.into_iter().map(|pass| pass.unwrap().published).sum();
-    published += relay.publish_all(crate::helpers::a_minute_from_now()).await.unwrap().published;
+    // The first relay sends its first batch, then waits to mark it published: every outbox row
+    // is locked by this transaction.
+    let holder = app.admin().await;
+    holder.batch_execute("BEGIN; SELECT 1 FROM outbox FOR UPDATE").await.unwrap();
+    let first = relay.publish_all(crate::helpers::a_minute_from_now());
+    let others_while_first_is_held = async {
+        let waiting = "SELECT count(*) FROM pg_stat_activity \
+                       WHERE datname = current_database() AND usename = 'customer_app' AND wait_event_type = 'Lock'";
+        for attempt in 0.. {
+            let blocked: i64 = admin.query_one(waiting, &[]).await.unwrap().get(0);
+            if blocked == 1 {
+                break;
+            }
+            assert!(attempt < 600, "the first relay never reached its first batch's update");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // While it is mid-pass, three more relays run at once. Each must find the organization
+        // taken and leave; one that worked it would send the held batch again and wait behind
+        // the same lock, and never finish (the guard turns that into a failure).
+        let others =
+            futures_util::future::join_all((0..3).map(|_| relay.publish_all(crate::helpers::a_minute_from_now())));
+        let others = tokio::time::timeout(std::time::Duration::from_secs(30), others)
+            .await
+            .expect("a relay started mid-pass waited for the first instead of leaving its organization to it");
+        holder.batch_execute("COMMIT").await.unwrap();
+        others
+    };
+    let (first, others) = tokio::join!(first, others_while_first_is_held);
+    for report in others {
+        let report = report.unwrap();
+        assert_eq!((report.published, report.busy), (0, 1), "{report:?}");
+    }
+    let first = first.unwrap();
 
-    assert_eq!(published, written.len() as u64, "each event is sent by exactly one relay");
-    let attempts: i32 = app.admin().await.query_one("SELECT max(attempts) FROM outbox", &[]).await.unwrap().get(0);
+    assert_eq!((first.published, first.busy), (written.len() as u64, 0), "{first:?}");
+    let attempts: i32 = admin.query_one("SELECT max(attempts) FROM outbox", &[]).await.unwrap().get(0);
     assert_eq!(attempts, 1, "no event was sent twice");
+    assert_eq!(outbox(&app).await.1, 0);
     assert_eq!(drain(&sqs, &queues.outbound).await.len(), written.len());
+}
+
+#[tokio::test]
+async fn the_deduplication_id_of_every_published_message_is_its_event_id() {
+    let sqs = shared_sqs().await;
+    let queues = own_queues(&sqs, RetryPolicy::default()).await;
+    let app = TestApp::spawn_publishing_to(Some((sqs.clone(), queues.outbound.clone()))).await;
+    write_some_events(&app).await;
+    let relay = Relay::new(app.db.clone(), sqs.clone(), &queues.outbound);
+    relay.publish_all(crate::helpers::a_minute_from_now()).await.unwrap();
+    let (written, pending) = outbox(&app).await;
+    assert_eq!(pending, 0);
+
+    let received = drain(&sqs, &queues.outbound).await;
+
+    assert_eq!(received.len(), written.len());
+    for message in &received {
+        let attributes = message.attributes().expect("system attributes were asked for");
+        let deduplication_id = &attributes[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageDeduplicationId];
+        assert_eq!(Some(deduplication_id.as_str()), envelope(message)["id"].as_str());
+    }
 }

@@ -16,6 +16,7 @@ use shared::db::Db;
 use shared::events::Relay;
 use shared::http::AppState;
 use tower::ServiceExt;
+use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret";
@@ -221,6 +222,43 @@ impl TestApp {
         customer
     }
 
+    /// Every row `organization` has in every table with an `organization_id` (found in the
+    /// catalog), as the owner reads them: equal snapshots before and after a call prove it
+    /// changed nothing of that organization.
+    pub async fn snapshot(&self, organization: Uuid) -> Vec<(String, String)> {
+        let admin = self.admin().await;
+        let tables = admin
+            .query(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid \
+                 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' \
+                   AND a.attname = 'organization_id' AND NOT a.attisdropped ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for table in tables.iter().map(|row| row.get::<_, String>(0)) {
+            let sql = format!(
+                "SELECT coalesce(json_agg(t::text ORDER BY t::text), '[]')::text FROM {table} t \
+                 WHERE organization_id = $1"
+            );
+            rows.push((table, admin.query_one(&sql, &[&organization]).await.unwrap().get(0)));
+        }
+        rows
+    }
+
+    /// The answer to a call about another organization's resource: the one fixed not-found
+    /// problem, so it can carry nothing read from that organization.
+    pub fn not_found_problem() -> Value {
+        serde_json::json!({
+            "type": "urn:customer-service:problem:not_found",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "No such resource in this organization.",
+            "code": "not_found",
+        })
+    }
+
     /// Rows of a table across all tenants, as the owner sees them.
     pub async fn count(&self, table: &str) -> i64 {
         self.admin().await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
@@ -243,6 +281,13 @@ impl Drop for TestApp {
         .join()
         .ok();
     }
+}
+
+/// Fails naming each table whose rows differ between two [`TestApp::snapshot`]s.
+pub fn assert_unchanged(before: &[(String, String)], after: &[(String, String)], call: &str) {
+    let changed: Vec<&str> =
+        before.iter().zip(after).filter(|(b, a)| b != a).map(|(table, _)| table.0.as_str()).collect();
+    assert!(before.len() == after.len() && changed.is_empty(), "{call} changed {changed:?}");
 }
 
 /// A fresh customer body with unique contact values.
@@ -330,8 +375,9 @@ pub fn a_minute_from_now() -> std::time::Instant {
     std::time::Instant::now() + Duration::from_secs(60)
 }
 
-/// Every log line this thread writes while it lives, through the same `fmt` layer the functions
-/// use. Tests run on a current-thread runtime, so the spawned tasks they await log here too.
+/// Every log line this thread writes while it lives, through the same `fmt` layer and filter
+/// the functions use, at the most verbose level. Tests run on a current-thread runtime, so the
+/// spawned tasks they await log here too.
 pub struct CapturedLogs {
     buffer: Arc<std::sync::Mutex<Vec<u8>>>,
     _guard: tracing::subscriber::DefaultGuard,
@@ -355,7 +401,7 @@ impl CapturedLogs {
         let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_env_filter(shared::telemetry::without_statement_parameters(EnvFilter::new("trace")))
             .with_ansi(false)
             .with_writer(move || BufferWriter(writer.clone()))
             .finish();

@@ -132,3 +132,100 @@ async fn creating_a_customer_with_a_taken_email_logs_the_code_not_the_email() {
     assert_eq!(logs.lines_with("duplicate_email").len(), 1, "{text}");
     assert!(!text.contains(&email), "the email reached the log:\n{text}");
 }
+
+/// Personal values of the full run: what is sent, and the forms the service stores or derives
+/// (lower case, unaccented, E.164, digits only, normalized document).
+const SEEDED: &[&str] = &[
+    "Zacarías",
+    "Zacarias",
+    "Quintero",
+    "Arosemena",
+    "Zq.Privado@Correo.pa",
+    "zq.privado",
+    "6987-6543",
+    "69876543",
+    "4-777-999",
+    "4777999",
+    "Zoraida",
+    "zoraida.nueva@correo.pa",
+    "6876-5432",
+    "68765432",
+    "PE-12-3456",
+    "Calle Secreta",
+    "Boquete",
+    "1985-07-19",
+];
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_log_line_of_a_full_run_carries_a_seeded_name_email_phone_or_document() {
+    let sqs = shared_sqs().await;
+    let queues = own_queues(&sqs, RetryPolicy::default()).await;
+    let app = TestApp::spawn_publishing_to(Some((sqs.clone(), queues.outbound.clone()))).await;
+    let org = app.org_a;
+    let logs = CapturedLogs::start();
+    let mut calls = 0;
+    let mut call = |method: Method, path: String, body: Option<serde_json::Value>, expected: StatusCode| {
+        calls += 1;
+        let app = &app;
+        async move {
+            let response = app.as_org(org, method.clone(), &path, body).await;
+            assert_eq!(response.status, expected, "{method} {path}: {}", response.body);
+            response.body
+        }
+    };
+
+    let person = json!({
+        "first_name": "Zacarías", "last_name": "Quintero Arosemena", "email": "Zq.Privado@Correo.pa",
+        "phone": "6987-6543", "document_type": "cedula", "document_number": "4-777-999", "birth_date": "1985-07-19",
+    });
+    let created = call(Method::POST, "/api/v1/customers".into(), Some(person.clone()), StatusCode::CREATED).await;
+    let customer = created["customer_id"].as_str().unwrap().to_string();
+    let c = format!("/api/v1/customers/{customer}");
+    for (field, value) in
+        [("email", "zq.privado@correo.pa"), ("phone", "+507 6987 6543"), ("document_number", " 4-777-999 ")]
+    {
+        let mut twin = json!({"first_name": "Zacarías", "last_name": "Quintero"});
+        twin[field] = json!(value);
+        if field == "document_number" {
+            twin["document_type"] = json!("cedula");
+        }
+        call(Method::POST, "/api/v1/customers".into(), Some(twin), StatusCode::CONFLICT).await;
+    }
+    let invalid =
+        json!({"first_name": "Zacarías", "email": "Zq.Privado@", "phone": "6987-6543x", "gender": "Quintero"});
+    call(Method::POST, "/api/v1/customers".into(), Some(invalid), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let address = json!({"address_line1": "Calle Secreta 123", "city": "Boquete", "recipient_name": "Zacarías Q.",
+                         "phone": "6987-6543"});
+    call(Method::POST, format!("{c}/addresses"), Some(address), StatusCode::CREATED).await;
+    let update = json!({"first_name": "Zoraida", "email": "zoraida.nueva@correo.pa", "phone": "6876-5432",
+                        "document_type": "passport", "document_number": "pe-12-3456"});
+    call(Method::PATCH, c.clone(), Some(update), StatusCode::OK).await;
+    for read in ["", "/360", "/export", "/addresses", "/loyalty"] {
+        call(Method::GET, format!("{c}{read}"), None, StatusCode::OK).await;
+    }
+    for query in ["Zoraida Quintero", "zoraida quintro", "Arosemena", "zoraida.nueva", "6876-5432", "PE-12-3456"] {
+        let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        call(Method::GET, format!("/api/v1/customers/search?q={encoded}"), None, StatusCode::OK).await;
+    }
+    call(Method::GET, "/api/v1/customers?limit=5".into(), None, StatusCode::OK).await;
+    let credit = format!("{c}/credit");
+    call(Method::POST, credit.clone(), Some(json!({"credit_limit": "300.00"})), StatusCode::CREATED).await;
+    call(Method::POST, format!("{credit}/approve"), None, StatusCode::OK).await;
+    let usage = json!({"order_id": Uuid::new_v4(), "amount": "120.00"});
+    call(Method::POST, format!("{credit}/usages"), Some(usage), StatusCode::CREATED).await;
+    let too_much = json!({"order_id": Uuid::new_v4(), "amount": "999.00"});
+    call(Method::POST, format!("{credit}/usages"), Some(too_much), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let payment = json!({"amount": "20.00", "payment_method": "transfer", "payment_reference": "Quintero"});
+    call(Method::POST, format!("{credit}/payments"), Some(payment), StatusCode::CREATED).await;
+    call(Method::GET, format!("{credit}/statement"), None, StatusCode::OK).await;
+    call(Method::DELETE, c.clone(), None, StatusCode::NO_CONTENT).await;
+    call(Method::PATCH, c.clone(), Some(json!({"first_name": "Zoraida"})), StatusCode::CONFLICT).await;
+    Relay::new(app.db.clone(), sqs.clone(), &queues.outbound).publish_all(a_minute_from_now()).await.unwrap();
+
+    assert_eq!(logs.lines_with("answered").len(), calls, "every request was logged:\n{}", logs.text());
+    let text = logs.text().to_lowercase();
+    for value in SEEDED {
+        let leaks: Vec<&str> = text.lines().filter(|line| line.contains(&value.to_lowercase())).collect();
+        assert!(leaks.is_empty(), "{value} reached the log:\n{}", leaks.join("\n"));
+    }
+}
