@@ -139,7 +139,9 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         let (population, breakpoints) = store::breakpoints(&tx, "customer_segments", options.as_of).await?;
         let previous = previous.as_ref().expect("incremental runs follow a run");
         let moved = match (&previous.breakpoints, &breakpoints) {
-            (Some(before), Some(now)) => Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of)),
+            (Some(before), Some(now)) => {
+                Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of))
+            }
             _ => None,
         };
         store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of, moved.as_ref()).await?;

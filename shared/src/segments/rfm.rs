@@ -251,14 +251,20 @@ pub struct Moved {
 }
 
 impl Moved {
-    pub fn between(previous: &RunBreakpoints, previous_as_of: NaiveDate, next: &RunBreakpoints, as_of: NaiveDate) -> Self {
+    pub fn between(
+        previous: &RunBreakpoints,
+        previous_as_of: NaiveDate,
+        next: &RunBreakpoints,
+        as_of: NaiveDate,
+    ) -> Self {
         let day_number = |date: NaiveDate| Decimal::from(date.num_days_from_ce());
         let on_dates = |breakpoints: &Breakpoints, as_of: NaiveDate| breakpoints.0.map(|b| day_number(as_of) - b);
         let date = |day: Decimal| {
             let day = i32::try_from(day).unwrap_or(if day.is_sign_negative() { 1 } else { i32::MAX });
             NaiveDate::from_num_days_from_ce_opt(day).unwrap_or(if day < 1 { NaiveDate::MIN } else { NaiveDate::MAX })
         };
-        let whole = |value: Decimal| i64::try_from(value).unwrap_or(if value.is_sign_negative() { i64::MIN } else { i64::MAX });
+        let whole =
+            |value: Decimal| i64::try_from(value).unwrap_or(if value.is_sign_negative() { i64::MIN } else { i64::MAX });
         Self {
             orders: moved(&previous.frequency.0, &next.frequency.0)
                 .into_iter()

@@ -220,7 +220,10 @@ fn candidates_sql() -> String {
     let mut arms = vec!["t.needs_scoring".to_string()];
     let mut n = 5;
     let mut arm = |condition: &str| {
-        arms.push(format!("(t.window_orders > 0 AND {})", condition.replace("$a", &format!("${n}")).replace("$b", &format!("${}", n + 1))));
+        arms.push(format!(
+            "(t.window_orders > 0 AND {})",
+            condition.replace("$a", &format!("${n}")).replace("$b", &format!("${}", n + 1))
+        ));
         n += 2;
     };
     for _ in 0..4 {
@@ -559,9 +562,12 @@ pub async fn rescore_one(
     tx.execute(&sql, &[&r, &f, &m, &run.as_of, &customer_id, &run.run_id]).await.context("rescoring a customer")?;
     // Scored against the last run, the row is as that run leaves it: the next run need not
     // look at it unless a breakpoint moves across it.
-    tx.execute("UPDATE customer_segments SET needs_scoring = false WHERE customer_id = $1 AND needs_scoring", &[&customer_id])
-        .await
-        .context("marking a customer scored")?;
+    tx.execute(
+        "UPDATE customer_segments SET needs_scoring = false WHERE customer_id = $1 AND needs_scoring",
+        &[&customer_id],
+    )
+    .await
+    .context("marking a customer scored")?;
     let after = find(tx, customer_id).await?.context("the segment row vanished")?;
     Ok(Some((before, after)))
 }
