@@ -514,7 +514,7 @@ async fn using_a_cancelled_account_is_refused_as_not_approved_and_changes_nothin
 
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
     assert_eq!(refused.code(), "credit_not_approved");
-    assert_eq!(refused.body["status"], "cancelled");
+    assert_eq!(refused.body["account_status"], "cancelled");
     assert_unchanged(&before, &app.snapshot(app.org_a).await, "using a cancelled account");
 }
 
