@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use rust_decimal::Decimal;
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, TestResponse};
 
 /// A small deterministic generator, one per client.
 struct Dice(u64);
@@ -38,6 +38,38 @@ fn money(cents: u64) -> String {
 /// Runs `clients` concurrent clients of `operations` each against the accounts: 60% uses
 /// (a fifth of them repeating a charged order), 25% releases (a tenth of them repeating a
 /// release), 15% payments. Returns the count of each status seen.
+/// Sends a write as a well-behaved client does: a 503 (the database briefly out of reach, or a
+/// lock or pool wait timed out under the load) is retried after its `Retry-After` with the same
+/// order id, usage or `Idempotency-Key`, which the API applies once. Answers the last response
+/// and how many 503s came before it.
+async fn write_retrying(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (TestResponse, usize) {
+    let token = app.token(app.org_a, crate::helpers::ALL);
+    for retries in 0..30 {
+        let mut request = http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let body = body.as_ref().map_or_else(axum::body::Body::empty, |b| axum::body::Body::from(b.to_string()));
+        let response = app.send(request.body(body).unwrap()).await;
+        if response.status != StatusCode::SERVICE_UNAVAILABLE {
+            return (response, retries);
+        }
+        let seconds = response.headers.get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    }
+    panic!("{path} answered 503 thirty times");
+}
+
 async fn mixed_workload(
     app: &Arc<TestApp>,
     accounts: &[Uuid],
@@ -70,7 +102,8 @@ async fn mixed_workload(
                     };
                     let body = json!({"order_id": order, "amount": money(cents)});
                     let path = format!("/api/v1/customers/{customer}/credit/usages");
-                    let response = app.as_org(app.org_a, Method::POST, &path, Some(body)).await;
+                    let (response, retried) = write_retrying(&app, Method::POST, &path, Some(body), None).await;
+                    *statuses.entry(503).or_insert(0) += retried;
                     match response.status {
                         StatusCode::CREATED => {
                             let usage = response.body["usage_id"].as_str().unwrap().to_string();
@@ -122,7 +155,8 @@ async fn mixed_workload(
                     };
                     let Some(target) = target else { continue };
                     let path = format!("/api/v1/customers/{}/credit/usages/{}/release", target.customer, target.order);
-                    let response = app.as_org(app.org_a, Method::POST, &path, None).await;
+                    let (response, retried) = write_retrying(&app, Method::POST, &path, None, None).await;
+                    *statuses.entry(503).or_insert(0) += retried;
                     match response.status {
                         StatusCode::OK => assert_eq!(response.body["status"], "cancelled"),
                         StatusCode::CONFLICT => assert_eq!(response.code(), "usage_already_paid"),
@@ -132,7 +166,9 @@ async fn mixed_workload(
                 } else {
                     let body = json!({"amount": money(100 + dice.roll(3_000)), "payment_method": "cash"});
                     let path = format!("/api/v1/customers/{customer}/credit/payments");
-                    let response = app.as_org(app.org_a, Method::POST, &path, Some(body)).await;
+                    let key = Uuid::new_v4().to_string();
+                    let (response, retried) = write_retrying(&app, Method::POST, &path, Some(body), Some(&key)).await;
+                    *statuses.entry(503).or_insert(0) += retried;
                     match response.status {
                         StatusCode::CREATED => {}
                         StatusCode::UNPROCESSABLE_ENTITY => {
@@ -229,17 +265,7 @@ async fn all_at_once(
     let tasks = calls.into_iter().map(|(method, path, body, key)| {
         let app = app.clone();
         tokio::spawn(async move {
-            let token = app.token(app.org_a, crate::helpers::ALL);
-            let mut request = http::Request::builder()
-                .method(method)
-                .uri(&path)
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json");
-            if let Some(key) = key {
-                request = request.header("idempotency-key", key);
-            }
-            let body = body.map(|b| b.to_string()).unwrap_or_default();
-            let answer = app.send(request.body(axum::body::Body::from(body)).unwrap()).await;
+            let (answer, _) = write_retrying(&app, method, &path, body, key.as_deref()).await;
             (answer.status.as_u16(), answer.body)
         })
     });
