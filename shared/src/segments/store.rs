@@ -31,7 +31,7 @@ const RUN_WORK_MEM: &str = "256MB";
 
 /// Lets this transaction's statements and lock waits run as long as a whole organization needs,
 /// gives its sorts the memory they need, and plans each statement for its own parameters (the
-/// candidate ranges decide between index and sequential scans).
+/// candidate ranges that did not move are `NULL`, folded away in a custom plan).
 pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.allow_statements_for(RUN_STATEMENT_TIMEOUT).await?;
     tx.execute(
