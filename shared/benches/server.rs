@@ -6,6 +6,11 @@
 //! (50 ids), HTTP `GET /api/v1/customers/{id}` and HTTP `POST .../credit/usages`, at 1, 8 and 64
 //! callers. Each cell alternates the two paths in rounds, and which of them goes first.
 //!
+//! A second server process reads through Redis (`REDIS_URL`); the first has no cache. The
+//! cached reads (`GetCustomer` and HTTP GET over the 10,000 customers) are measured against
+//! the same reads on the uncached server, with the hit ratio Redis counted meanwhile (from
+//! `INFO commandstats`: each miss stores its answer with one `HSET`, each read is one `HMGET`).
+//!
 //! Run with `make bench-server`; `SERVER_BIN` names the binary (the script builds it),
 //! `BENCH_SECONDS` is per path and cell (default 4), `BENCH_SERVER_POOL` the pool size of the
 //! server and of the floor (default 16, the deployed `DatabasePoolSize`), `BENCH_ONLY` keeps the
@@ -43,10 +48,12 @@ enum Workload {
     HttpGetCustomer,
     HttpUseCreditHot,
     HttpUseCreditSpread,
+    CachedGetCustomer,
+    CachedHttpGetCustomer,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 9] = [
         Workload::UseCreditHot,
         Workload::UseCreditSpread,
         Workload::GetCustomer,
@@ -54,6 +61,8 @@ impl Workload {
         Workload::HttpGetCustomer,
         Workload::HttpUseCreditHot,
         Workload::HttpUseCreditSpread,
+        Workload::CachedGetCustomer,
+        Workload::CachedHttpGetCustomer,
     ];
 
     fn label(self) -> &'static str {
@@ -65,14 +74,29 @@ impl Workload {
             Workload::HttpGetCustomer => "HTTP GET customer",
             Workload::HttpUseCreditHot => "HTTP POST credit usage, 1 hot",
             Workload::HttpUseCreditSpread => "HTTP POST credit usage, 10,000",
+            Workload::CachedGetCustomer => "gRPC GetCustomer, cached",
+            Workload::CachedHttpGetCustomer => "HTTP GET customer, cached",
         }
     }
 
     fn is_grpc(self) -> bool {
         matches!(
             self,
-            Workload::UseCreditHot | Workload::UseCreditSpread | Workload::GetCustomer | Workload::BatchGetCustomers
+            Workload::UseCreditHot
+                | Workload::UseCreditSpread
+                | Workload::GetCustomer
+                | Workload::BatchGetCustomers
+                | Workload::CachedGetCustomer
         )
+    }
+
+    /// The same reads on the server without the cache, for a cached workload.
+    fn uncached(self) -> Option<Workload> {
+        match self {
+            Workload::CachedGetCustomer => Some(Workload::GetCustomer),
+            Workload::CachedHttpGetCustomer => Some(Workload::HttpGetCustomer),
+            _ => None,
+        }
     }
 
     fn on_hot_account(self) -> bool {
@@ -88,8 +112,9 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `bin` on `database` with a pool of `pool` and waits until its health check answers.
-    async fn start(bin: &str, database: &str, pool: usize) -> Self {
+    /// Starts `bin` on `database` with a pool of `pool`, reading through the Redis at `redis`
+    /// if any, and waits until its health check answers.
+    async fn start(bin: &str, database: &str, pool: usize, redis: Option<&str>) -> Self {
         let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (http_port, grpc_port) = (free_port(), free_port());
         let config = common::runtime_config(database);
@@ -102,7 +127,12 @@ impl Server {
         if let Some(password) = config.get_password() {
             url += &format!(" password={}", String::from_utf8_lossy(password));
         }
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        match redis {
+            Some(redis) => command.env("REDIS_URL", redis),
+            None => command.env_remove("REDIS_URL"),
+        };
+        let child = command
             .env("DATABASE_URL", url)
             .env("DATABASE_POOL_SIZE", pool.to_string())
             .env("JWT_HS256_SECRET", SECRET)
@@ -158,6 +188,8 @@ struct Fixture {
     use_credit_sql: Arc<str>,
     grpc: Endpoint,
     http: String,
+    cached_grpc: Endpoint,
+    cached_http: String,
 }
 
 impl Fixture {
@@ -202,7 +234,7 @@ async fn through_server(
                 .use_credit(fixture.grpc_request(request(Uuid::new_v4())))
                 .await
                 .is_ok_and(|r| !r.get_ref().replayed),
-            Workload::GetCustomer => {
+            Workload::GetCustomer | Workload::CachedGetCustomer => {
                 client.get_customer(fixture.grpc_request(GetCustomerRequest { customer_id: text })).await.is_ok()
             }
             _ => {
@@ -214,9 +246,10 @@ async fn through_server(
         };
     }
     let http = http.expect("an HTTP caller has a client");
-    let url = format!("{}/api/v1/customers/{text}", fixture.http);
+    let base = if workload.uncached().is_some() { &fixture.cached_http } else { &fixture.http };
+    let url = format!("{base}/api/v1/customers/{text}");
     let (request, expected) = match workload {
-        Workload::HttpGetCustomer => (http.get(url), reqwest::StatusCode::OK),
+        Workload::HttpGetCustomer | Workload::CachedHttpGetCustomer => (http.get(url), reqwest::StatusCode::OK),
         _ => {
             let body = json!({"order_id": Uuid::new_v4(), "amount": "1.00"});
             (http.post(format!("{url}/credit/usages")).json(&body), reqwest::StatusCode::CREATED)
@@ -246,7 +279,8 @@ async fn direct(fixture: Arc<Fixture>, workload: Workload, pool: Pool, turn: usi
 /// A caller's own connection to the server, used once before the timed window.
 async fn connect(fixture: &Arc<Fixture>, workload: Workload) -> (Option<Channel>, Option<reqwest::Client>) {
     let state = if workload.is_grpc() {
-        (Some(fixture.grpc.connect().await.expect("the gRPC port answers")), None)
+        let endpoint = if workload.uncached().is_some() { &fixture.cached_grpc } else { &fixture.grpc };
+        (Some(endpoint.connect().await.expect("the gRPC port answers")), None)
     } else {
         let client = reqwest::Client::builder().pool_max_idle_per_host(1).http1_only().build().unwrap();
         (None, Some(client))
@@ -257,6 +291,20 @@ async fn connect(fixture: &Arc<Fixture>, workload: Workload) -> (Option<Channel>
         workload.label()
     );
     state
+}
+
+/// Redis's count of `HMGET` (cache reads, one per customer) and `HSET` (stores after a miss)
+/// since it started.
+fn cache_commands(redis: &mut redis::Connection) -> (u64, u64) {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(redis).expect("Redis answers INFO");
+    let calls = |command: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    };
+    (calls("hmget"), calls("hset"))
 }
 
 fn main() {
@@ -273,7 +321,12 @@ async fn run() {
     let database = format!("cs_bench_{}", Uuid::new_v4().simple());
     println!("seeding {} customers with approved credit accounts in {database} ...", SPREAD_ACCOUNTS + 1);
     let customers = seed_accounts(&database, organization, SPREAD_ACCOUNTS).await;
-    let server = Server::start(&bin, &database, pool_size).await;
+    let server = Server::start(&bin, &database, pool_size, None).await;
+    let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL names the Redis of the cached server (make bench-server sets it)");
+    let cached = Server::start(&bin, &database, pool_size, Some(&redis_url)).await;
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .and_then(|client| client.get_connection())
+        .expect("the Redis of REDIS_URL answers");
     let token = issue_hs256_token(
         SECRET,
         organization,
@@ -291,6 +344,8 @@ async fn run() {
         use_credit_sql: shared::credit::store::use_credit_sql().into(),
         grpc: Endpoint::from_shared(server.grpc.clone()).unwrap(),
         http: server.http.clone(),
+        cached_grpc: Endpoint::from_shared(cached.grpc.clone()).unwrap(),
+        cached_http: cached.http.clone(),
     });
     let pool = direct_pool(&database, pool_size);
 
@@ -305,6 +360,10 @@ async fn run() {
                 ),
             ),
             ("server pool (DATABASE_POOL_SIZE)", pool_size.to_string()),
+            (
+                "cached server",
+                format!("a second process ({}) with REDIS_URL={redis_url}, default cache settings", cached.pid()),
+            ),
             ("direct pool (the floor)", format!("{pool_size}, shared by the callers like the server's")),
             ("callers", format!("{CLIENTS:?}, each on its own gRPC channel (HTTP/2) or HTTP/1.1 connection")),
             (
@@ -323,21 +382,37 @@ async fn run() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let round = Duration::from_secs(seconds) / ROUNDS;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let mut cached_rows = Vec::new();
     for workload in Workload::ALL.into_iter().filter(|workload| workload.label().contains(&only)) {
         for clients in CLIENTS {
             let (mut through, mut floor) = (Cell::default(), Cell::default());
+            let (mut reads, mut stores) = (0, 0);
             for round_number in 0..ROUNDS {
                 for server_turn in [round_number % 2 == 0, round_number % 2 == 1] {
                     let fixture = fixture.clone();
+                    let connecting = fixture.clone();
                     if server_turn {
-                        let connecting = fixture.clone();
+                        let pid = if workload.uncached().is_some() { cached.pid() } else { server.pid() };
+                        let before = cache_commands(&mut redis);
                         measure(
                             &mut through,
                             clients,
                             round,
-                            &server.pid(),
+                            &pid,
                             || connect(&connecting, workload),
                             move |state, turn| through_server(fixture.clone(), workload, state, turn),
+                        )
+                        .await;
+                        let after = cache_commands(&mut redis);
+                        (reads, stores) = (reads + after.0 - before.0, stores + after.1 - before.1);
+                    } else if let Some(uncached) = workload.uncached() {
+                        measure(
+                            &mut floor,
+                            clients,
+                            round,
+                            &server.pid(),
+                            || connect(&connecting, uncached),
+                            move |state, turn| through_server(fixture.clone(), uncached, state, turn),
                         )
                         .await;
                     } else {
@@ -358,8 +433,8 @@ async fn run() {
                 0 => String::new(),
                 _ => format!(" failures: {} / {}", through.failures, floor.failures),
             };
-            println!(
-                "| {} | {clients} | {:.0} | {:.1} ms | {:.1} ms | {:.0} µs | {:.0} | {:.1} ms | {:.1} ms | {:.0} µs | {:.0}% |{failures}",
+            let row = format!(
+                "| {} | {clients} | {:.0} | {:.1} ms | {:.1} ms | {:.0} µs | {:.0} | {:.1} ms | {:.1} ms | {:.0} µs | {:.0}% |",
                 workload.label(),
                 through.per_second(),
                 through.percentile_ms(0.50),
@@ -371,9 +446,25 @@ async fn run() {
                 floor.cpu_micros_per_call(),
                 100.0 * through.per_second() / floor.per_second(),
             );
+            match workload.uncached() {
+                None => println!("{row}{failures}"),
+                Some(_) => {
+                    let hit_ratio = 100.0 * (1.0 - stores as f64 / reads.max(1) as f64);
+                    cached_rows.push(format!("{row} {hit_ratio:.1}% |{failures}"));
+                }
+            }
         }
     }
+    if !cached_rows.is_empty() {
+        println!("\ncached: the server process reading through Redis; uncached: the server without it.\n");
+        println!(
+            "| workload | callers | cached/s | p50 | p99 | CPU | uncached/s | p50 | p99 | CPU | cached / uncached | hit ratio |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        cached_rows.iter().for_each(|row| println!("{row}"));
+    }
     server.stop();
+    cached.stop();
     drop(pool);
     admin("postgres").await.batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).await.ok();
 }

@@ -1,11 +1,13 @@
-//! The application handle every operation takes, whatever the transport: the database and
-//! the publish after a commit (and, later, the cache). Built once per cold start.
+//! The application handle every operation takes, whatever the transport: the database, the
+//! read cache and what follows a commit (the cache invalidation, the publish). Built once per
+//! cold start.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::cache::Cache;
 use crate::config::EventsConfig;
 use crate::db::{Db, TenantTx};
 use crate::error::loggable;
@@ -17,17 +19,18 @@ pub struct App {
     /// Publishes a write's events right after it commits; `None` leaves them to the
     /// scheduled relay.
     relay: Option<Arc<Relay>>,
+    pub cache: Cache,
 }
 
 impl App {
     /// An application whose events leave with the scheduled relay.
     pub fn new(db: Db) -> Self {
-        Self { db, relay: None }
+        Self { db, relay: None, cache: Cache::disabled() }
     }
 
     /// An application that publishes each write's events right after its commit.
     pub fn publishing_with(db: Db, relay: Arc<Relay>) -> Self {
-        Self { db, relay: Some(relay) }
+        Self { db, relay: Some(relay), cache: Cache::disabled() }
     }
 
     /// Over `db`, publishing after commits when `events` names the outbound queue.
@@ -41,10 +44,21 @@ impl App {
         }
     }
 
-    /// Commits a write, then publishes the events it wrote (their message groups only, within
-    /// a short budget; see `Relay::publish_after_commit`). Reads just commit.
+    /// This application reading through `cache`.
+    pub fn with_cache(self, cache: Cache) -> Self {
+        Self { cache, ..self }
+    }
+
+    /// Commits a write, makes the cached views of what it changed invalid, then publishes the
+    /// events it wrote (their message groups only, within a short budget; see
+    /// `Relay::publish_after_commit`). Reads just commit. The invalidation runs even when the
+    /// commit reports an error, since the commit may still have happened.
     pub async fn commit(&self, tx: TenantTx<'_>) -> anyhow::Result<()> {
-        let committed = tx.commit().await?;
+        let organization_id = tx.organization_id();
+        let changes = tx.take_changes();
+        let committed = tx.commit().await;
+        self.cache.invalidate(organization_id, &changes).await;
+        let committed = committed?;
         if let Some(relay) = &self.relay {
             relay.publish_after_commit(committed.organization_id, &committed.message_groups).await;
         }

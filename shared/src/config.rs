@@ -1,5 +1,7 @@
 //! Settings read once at cold start from the environment.
 
+use std::time::Duration;
+
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
@@ -65,6 +67,80 @@ pub struct EventsConfig {
     pub outbox_queue_url: Option<String>,
 }
 
+/// The read cache (see `cache`).
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `REDIS_URL` (`redis://`, or `rediss://` for TLS), with the AUTH credentials of
+    /// `REDIS_AUTH_SECRET_ARN` when one is set. Unset: every read goes to the database.
+    pub url: Option<Secret>,
+    /// How long a customer's cached views live at most (`CACHE_TTL_SECONDS`, default 300).
+    pub ttl: Duration,
+    /// Longest wait for Redis per call (`CACHE_TIMEOUT_MS`, default 10).
+    pub timeout: Duration,
+    /// How long reads skip Redis after it failed (`CACHE_PAUSE_SECONDS`, default 5).
+    pub pause: Duration,
+}
+
+impl CacheConfig {
+    /// Shortest TTL accepted: longer than any request can take between reading the cache and
+    /// storing what it read, which the freshness argument of `cache` relies on.
+    pub const MIN_TTL: Duration = Duration::from_secs(60);
+
+    /// [`CacheConfig::from_env`], with the AUTH credentials of the secret named in
+    /// `REDIS_AUTH_SECRET_ARN` (fetched here, so once per cold start): a JSON object with
+    /// `password` (the ElastiCache AUTH token) and optionally `username`, or the token alone.
+    pub async fn load() -> anyhow::Result<Self> {
+        let mut config = Self::from_env()?;
+        let (Some(url), Some(arn)) = (&config.url, optional("REDIS_AUTH_SECRET_ARN")) else { return Ok(config) };
+        let secrets = aws_sdk_secretsmanager::Client::new(&crate::aws::from_env().await);
+        let text = secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .map_err(aws_sdk_secretsmanager::Error::from)
+            .with_context(|| format!("reading the cache secret {arn} from Secrets Manager"))?
+            .secret_string
+            .with_context(|| format!("the cache secret {arn} holds no text"))?;
+        #[derive(Deserialize)]
+        struct Credentials {
+            username: Option<String>,
+            password: String,
+        }
+        let credentials = serde_json::from_str::<Credentials>(&text)
+            .unwrap_or(Credentials { username: None, password: text.trim().to_string() });
+        let mut with_auth = reqwest::Url::parse(url.expose()).context("REDIS_URL is not a valid URL")?;
+        let anonymous = with_auth.set_password(Some(&credentials.password)).is_err()
+            || with_auth.set_username(credentials.username.as_deref().unwrap_or("")).is_err();
+        if anonymous {
+            bail!("REDIS_URL cannot carry credentials (it needs a host)");
+        }
+        config.url = Some(with_auth.to_string().into());
+        Ok(config)
+    }
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+            optional(name).map_or(Ok(default), |value| {
+                value.trim().parse().with_context(|| format!("{name} must be a whole number"))
+            })
+        };
+        let config = Self {
+            url: optional("REDIS_URL").map(Secret::from),
+            ttl: Duration::from_secs(number("CACHE_TTL_SECONDS", 300)?),
+            timeout: Duration::from_millis(number("CACHE_TIMEOUT_MS", 10)?),
+            pause: Duration::from_secs(number("CACHE_PAUSE_SECONDS", 5)?),
+        };
+        if config.ttl < Self::MIN_TTL {
+            bail!("CACHE_TTL_SECONDS must be at least {}", Self::MIN_TTL.as_secs());
+        }
+        if config.timeout.is_zero() {
+            bail!("CACHE_TIMEOUT_MS must be at least 1");
+        }
+        Ok(config)
+    }
+}
+
 /// Who sends each inbound event type: an envelope whose `source` is not the one named here
 /// for its type is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +164,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub events: EventsConfig,
+    pub cache: CacheConfig,
 }
 
 impl Config {
@@ -96,6 +173,7 @@ impl Config {
             database: DatabaseConfig::load().await?,
             auth: AuthConfig::from_env()?,
             events: EventsConfig::from_env(),
+            cache: CacheConfig::load().await?,
         })
     }
 }

@@ -14,6 +14,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error as PgError, Row};
 use uuid::Uuid;
 
+use crate::cache::Changes;
+
 /// Longest wait for a pooled connection, a new one, or a recycle check.
 pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -120,6 +122,8 @@ pub struct TenantTx<'a> {
     organization_id: Uuid,
     /// Message groups of the events written so far, for the publish after the commit.
     message_groups: std::sync::Mutex<Vec<String>>,
+    /// What this transaction changed, for the cache invalidation after the commit.
+    changes: std::sync::Mutex<Changes>,
 }
 
 /// What a commit made durable: the organization and the message groups it wrote events to.
@@ -238,7 +242,7 @@ impl DbConnection {
         tx.execute(&set_tenant, &[&organization_id.to_string()])
             .await
             .context("setting the tenant of the transaction")?;
-        Ok(TenantTx { tx, organization_id, message_groups: Default::default() })
+        Ok(TenantTx { tx, organization_id, message_groups: Default::default(), changes: Default::default() })
     }
 }
 
@@ -263,6 +267,34 @@ impl TenantTx<'_> {
         if !groups.iter().any(|noted| noted == group) {
             groups.push(group.to_string());
         }
+    }
+
+    /// Notes that this transaction changes what reads of `customer_id` answer (see `cache`):
+    /// called where a writer locks the customer or its account.
+    pub fn changes_customer(&self, customer_id: Uuid) {
+        self.changes_customers(&[customer_id]);
+    }
+
+    /// [`TenantTx::changes_customer`] for several customers.
+    pub fn changes_customers(&self, customer_ids: &[Uuid]) {
+        let mut changes = self.changes.lock().expect("changes lock");
+        changes.customers.extend_from_slice(customer_ids);
+    }
+
+    /// Notes that this transaction changes customers across the organization (a scoring run).
+    pub fn changes_organization(&self) {
+        self.changes.lock().expect("changes lock").organization = true;
+    }
+
+    /// What the transaction noted it changes, taken out (for the invalidation after commit).
+    pub fn take_changes(&self) -> Changes {
+        let mut changes = std::mem::take(&mut *self.changes.lock().expect("changes lock"));
+        if changes.organization {
+            changes.customers.clear();
+        }
+        changes.customers.sort_unstable();
+        changes.customers.dedup();
+        changes
     }
 
     pub async fn commit(self) -> anyhow::Result<Committed> {

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod aws;
+pub mod cache;
 pub mod config;
 pub mod credit;
 pub mod customers;

@@ -136,6 +136,19 @@ pub fn optional_non_negative<'de, D: Deserializer<'de>>(deserializer: D) -> Resu
     Option::<NonNegative>::deserialize(deserializer).map(|amount| amount.map(|NonNegative(money)| money))
 }
 
+/// For amounts this service wrote itself (a cached answer): any amount, sign included.
+pub fn stored<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Decimal::from_str(&text).map(Money).map_err(serde::de::Error::custom)
+}
+
+/// `stored` for an optional field.
+pub fn optional_stored<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Money>, D::Error> {
+    #[derive(Deserialize)]
+    struct Stored(#[serde(deserialize_with = "stored")] Money);
+    Option::<Stored>::deserialize(deserializer).map(|amount| amount.map(|Stored(money)| money))
+}
+
 impl<'a> tokio_postgres::types::FromSql<'a> for Money {
     fn from_sql(
         ty: &tokio_postgres::types::Type,

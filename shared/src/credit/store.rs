@@ -92,6 +92,7 @@ pub async fn find_account(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Option
 
 /// Reads and locks the customer's account; every writer but `use_credit` starts here.
 pub async fn lock_account(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<CreditAccount, ApiError> {
+    tx.changes_customer(customer_id);
     let sql = format!("{ACCOUNT_SELECT} WHERE a.customer_id = $1 FOR UPDATE OF a");
     let row = tx.query_opt(&sql, &[&customer_id]).await.context("locking a credit account")?;
     row.as_ref().map(account_from_row).ok_or(ApiError::NotFound)
@@ -250,7 +251,10 @@ pub async fn use_credit(
         [&organization_id, &customer_id, &amount, &usage_id, &order_id, &actor, &movement_id];
     let result = tx.query_opt(use_credit_sql(), &[&params[..], &event.params_in(tx)].concat()).await;
     match result {
-        Ok(Some(row)) => Ok(Ok(usage_from_row(&row))),
+        Ok(Some(row)) => {
+            tx.changes_customer(customer_id);
+            Ok(Ok(usage_from_row(&row)))
+        }
         Ok(None) => Ok(Err(UseRefused::NotCharged)),
         Err(error) if unique_violation(&error) == Some("credit_usages_order_key") => Ok(Err(UseRefused::OrderTaken)),
         Err(error) => Err(ApiError::from(anyhow::Error::new(error).context("using credit"))),
@@ -504,8 +508,10 @@ pub async fn mark_overdue(tx: &TenantTx<'_>, today: NaiveDate, actor: &str) -> R
          SELECT a.customer_id, d.* FROM due d JOIN credit_accounts a USING (credit_account_id)
          ORDER BY d.credit_account_id, d.usage_seq";
     let rows = tx.query(sql, &[&tx.organization_id(), &today, &actor]).await.context("marking usages overdue")?;
-    Ok(rows
+    let overdue: Vec<OverdueUsage> = rows
         .iter()
         .map(|row| OverdueUsage { customer_id: row.get("customer_id"), usage: usage_from_row(row) })
-        .collect())
+        .collect();
+    tx.changes_customers(&overdue.iter().map(|row| row.customer_id).collect::<Vec<_>>());
+    Ok(overdue)
 }

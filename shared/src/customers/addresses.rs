@@ -26,7 +26,7 @@ impl AddressType {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Address {
     pub address_id: Uuid,
     pub customer_id: Uuid,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::{Caller, Scope};
+use crate::cache::View;
 use crate::error::ApiError;
 use crate::events::{self, types};
 use crate::money::Money;
@@ -49,11 +50,15 @@ pub async fn create(app: &App, caller: &Caller, new: NewCustomer) -> Result<Cust
 #[tracing::instrument(name = "customers.get", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn get(app: &App, caller: &Caller, customer_id: Uuid) -> Result<Customer, ApiError> {
     caller.require(Scope::CustomersRead)?;
-    let mut conn = app.db.connection().await?;
-    let tx = conn.begin(caller.organization_id).await?;
-    let customer = store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
-    tx.commit().await?;
-    Ok(customer)
+    app.cache
+        .read(caller.organization_id, View::Customer, customer_id, || async {
+            let mut conn = app.db.connection().await?;
+            let tx = conn.begin(caller.organization_id).await?;
+            let customer = store::find(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
+            tx.commit().await?;
+            Ok(customer)
+        })
+        .await
 }
 
 /// Most customers one [`get_many`] reads.
@@ -67,11 +72,16 @@ pub async fn get_many(app: &App, caller: &Caller, customer_ids: &[Uuid]) -> Resu
     if customer_ids.len() > MAX_BATCH {
         return Err(ApiError::invalid("customer_ids", format!("must hold at most {MAX_BATCH} ids")));
     }
-    let mut conn = app.db.connection().await?;
-    let tx = conn.begin(caller.organization_id).await?;
-    let customers = store::find_many(&tx, customer_ids).await?;
-    tx.commit().await?;
-    Ok(customers)
+    let id_of = |customer: &Customer| customer.customer_id;
+    app.cache
+        .read_many(caller.organization_id, View::Customer, customer_ids, id_of, |missing| async move {
+            let mut conn = app.db.connection().await?;
+            let tx = conn.begin(caller.organization_id).await?;
+            let customers = store::find_many(&tx, &missing).await?;
+            tx.commit().await?;
+            Ok(customers)
+        })
+        .await
 }
 
 #[tracing::instrument(name = "customers.list", skip_all, fields(organization_id = %caller.organization_id))]
@@ -165,11 +175,15 @@ pub async fn erase(app: &App, caller: &Caller, customer_id: Uuid) -> Result<(), 
 #[tracing::instrument(name = "customers.customer_360", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn customer_360(app: &App, caller: &Caller, customer_id: Uuid) -> Result<Customer360, ApiError> {
     caller.require(Scope::CustomersRead)?;
-    let mut conn = app.db.connection().await?;
-    let tx = conn.begin(caller.organization_id).await?;
-    let view = views::customer_360(&tx, customer_id).await?;
-    tx.commit().await?;
-    Ok(view)
+    app.cache
+        .read(caller.organization_id, View::Customer360, customer_id, || async {
+            let mut conn = app.db.connection().await?;
+            let tx = conn.begin(caller.organization_id).await?;
+            let view = views::customer_360(&tx, customer_id).await?;
+            tx.commit().await?;
+            Ok(view)
+        })
+        .await
 }
 
 #[tracing::instrument(name = "customers.export", skip_all, fields(organization_id = %caller.organization_id))]

@@ -23,7 +23,7 @@ crate::text_enum! {
 }
 
 /// A customer as stored. Personal fields are `None` once the customer is erased.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Customer {
     pub customer_id: Uuid,
     pub organization_id: Uuid,

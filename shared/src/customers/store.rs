@@ -135,6 +135,7 @@ pub fn find_many_sql() -> &'static str {
 
 /// Reads and locks a customer for the rest of the transaction; 404 when not in this tenant.
 pub async fn lock(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Customer, ApiError> {
+    tx.changes_customer(customer_id);
     let sql = format!("SELECT {COLUMNS} FROM customers WHERE customer_id = $1 FOR UPDATE");
     let row = tx.query_opt(&sql, &[&customer_id]).await.context("locking a customer")?;
     row.as_ref().map(from_row).ok_or(ApiError::NotFound)
@@ -154,6 +155,7 @@ pub async fn lock_not_erased(tx: &TenantTx<'_>, customer_id: Uuid) -> Result<Cus
 /// transaction ends, without blocking readers or foreign keys; false when there is no such
 /// customer in the organization.
 pub async fn hold(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<bool> {
+    tx.changes_customer(customer_id);
     let row = tx
         .query_opt("SELECT 1 FROM customers WHERE customer_id = $1 FOR NO KEY UPDATE", &[&customer_id])
         .await
@@ -167,6 +169,7 @@ pub async fn hold_many(tx: &TenantTx<'_>, customer_ids: &[Uuid]) -> anyhow::Resu
     if customer_ids.is_empty() {
         return Ok(0);
     }
+    tx.changes_customers(customer_ids);
     let rows = tx
         .query(
             "SELECT customer_id FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR NO KEY UPDATE",

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -11,10 +11,10 @@ use super::model::{Customer, CustomerStatus, CustomerType};
 use crate::db::TenantTx;
 use crate::error::ApiError;
 use crate::loyalty::{Benefit, LoyaltyTier};
-use crate::money::Money;
+use crate::money::{self, Money};
 
 /// `v_customer_360` plus default addresses.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Customer360 {
     pub customer_id: Uuid,
     pub first_name: Option<String>,
@@ -25,14 +25,19 @@ pub struct Customer360 {
     pub status: CustomerStatus,
     pub loyalty_tier: LoyaltyTier,
     pub tier_updated_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "money::optional_stored")]
     pub credit_limit: Option<Money>,
+    #[serde(deserialize_with = "money::optional_stored")]
     pub credit_used: Option<Money>,
+    #[serde(deserialize_with = "money::optional_stored")]
     pub credit_available: Option<Money>,
     pub payment_term_days: Option<i32>,
     pub credit_status: Option<String>,
+    #[serde(deserialize_with = "money::stored")]
     pub overdue_amount: Money,
     pub segment_code: Option<String>,
     pub rfm_score: Option<i32>,
+    #[serde(deserialize_with = "money::optional_stored")]
     pub lifetime_value: Option<Money>,
     pub is_vip: Option<bool>,
     pub is_at_risk: Option<bool>,

@@ -24,6 +24,7 @@ pub use problem::Problem;
 
 use crate::app::App;
 use crate::auth::TokenVerifier;
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -38,7 +39,7 @@ pub struct AppState {
 impl AppState {
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let db = Db::open(&config.database).await?;
-        let app = App::with_events(db, &config.events).await;
+        let app = App::with_events(db, &config.events).await.with_cache(Cache::from_config(&config.cache)?);
         Ok(Self { app, verifier: Arc::new(TokenVerifier::new(&config.auth).await?) })
     }
 }

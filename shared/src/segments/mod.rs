@@ -119,6 +119,7 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     let tx = conn.begin(organization_id).await?;
     store::allow_long_run(&tx).await?;
     store::lock_scores(&tx).await?;
+    tx.changes_organization();
     let previous = store::last_run(&tx).await?;
     let floor = store::window_floor(&tx).await?;
     let mode = match (&previous, floor) {

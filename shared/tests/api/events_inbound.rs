@@ -26,7 +26,7 @@ fn envelope(organization: Uuid, event_type: &str, time: DateTime<Utc>, data: Val
     })
 }
 
-fn tier_event(organization: Uuid, customer: Uuid, tier: &str, time: DateTime<Utc>) -> Value {
+pub(crate) fn tier_event(organization: Uuid, customer: Uuid, tier: &str, time: DateTime<Utc>) -> Value {
     envelope(
         organization,
         "pricing.loyalty.tier_changed",

@@ -11,7 +11,8 @@ use local_aws::Queues;
 use serde_json::Value;
 use shared::app::App;
 use shared::auth::{issue_hs256_token, TokenVerifier};
-use shared::config::{AuthConfig, TokenKeys};
+use shared::cache::Cache;
+use shared::config::{AuthConfig, CacheConfig, TokenKeys};
 use shared::db::Db;
 use shared::events::Relay;
 use shared::http::AppState;
@@ -109,6 +110,12 @@ impl TestApp {
     /// A test app whose writes publish their events to `outbound` (an SQS client and a queue
     /// URL) right after they commit, as a deployed function with `OUTBOX_QUEUE_URL` does.
     pub async fn spawn_publishing_to(outbound: Option<(aws_sdk_sqs::Client, String)>) -> Self {
+        Self::spawn_with(outbound, cache_config(&redis_url())).await
+    }
+
+    /// A test app reading through a cache configured as `cache` (every other test app uses the
+    /// shared Redis of `make test`, so every route test also checks that no read is stale).
+    pub async fn spawn_with(outbound: Option<(aws_sdk_sqs::Client, String)>, cache: CacheConfig) -> Self {
         let database = format!("cs_test_{}", Uuid::new_v4().simple());
         let maintenance = admin_client("postgres").await;
         maintenance.execute(&format!("CREATE DATABASE {database}"), &[]).await.expect("create test database");
@@ -123,6 +130,7 @@ impl TestApp {
             }
             None => App::new(db.clone()),
         };
+        let core = core.with_cache(Cache::from_config(&cache).expect("cache settings"));
         let state = AppState { app: core.clone(), verifier: Arc::new(verifier) };
         let (router, credit, search, segments) = if std::env::var("TEST_HTTP_API").as_deref() == Ok("server") {
             let all = shared::routes::all(state);
@@ -288,6 +296,21 @@ pub fn assert_unchanged(before: &[(String, String)], after: &[(String, String)],
     let changed: Vec<&str> =
         before.iter().zip(after).filter(|(b, a)| b != a).map(|(table, _)| table.0.as_str()).collect();
     assert!(before.len() == after.len() && changed.is_empty(), "{call} changed {changed:?}");
+}
+
+/// The Redis of `make test` (`REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Cache settings over `url` for tests: a timeout long enough for a loaded test machine.
+pub fn cache_config(url: &str) -> CacheConfig {
+    CacheConfig {
+        url: Some(url.into()),
+        ttl: Duration::from_secs(300),
+        timeout: Duration::from_millis(500),
+        pause: Duration::from_secs(1),
+    }
 }
 
 /// A fresh customer body with unique contact values.

@@ -1,6 +1,7 @@
 //! Integration tests of the customers function against real PostgreSQL, one database each.
 
 mod auth;
+mod cache;
 mod configuration;
 mod credit;
 mod credit_concurrency;
