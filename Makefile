@@ -1,5 +1,5 @@
 # The two commands: `make dev` serves everything locally, `make test` runs every check.
-.PHONY: dev test fuzz services token bench-credit bench-search bench-events bench-server bench-relay bench-rfm restart-under-load
+.PHONY: dev test fuzz services token bench bench-coldstart bench-credit bench-search bench-events bench-server bench-relay bench-rfm restart-under-load
 
 dev:
 	@infra/local/dev.sh
@@ -43,6 +43,16 @@ bench-server:
 # one-second runs: runs, duplicates (0) and order, against the local SQS emulator.
 bench-relay:
 	@infra/local/bench.sh relay
+
+# Every benchmark (a long run: generated populations up to a million customers), each output
+# kept under .local/bench/, then BENCHMARKS.md with its charts under docs/benchmarks/.
+bench:
+	@infra/local/bench.sh all
+
+# Each Lambda binary (release) from process start to its first answered invocation: time, size
+# and peak memory, next to the database connect that time includes.
+bench-coldstart:
+	@infra/local/bench.sh coldstart
 
 # The nightly RFM run over 1,000,000 customers and 10,000,000 purchases (one organization, then
 # 100), first run and a steady night next to the plain aggregation; checks both paths agree.

@@ -10,10 +10,15 @@
 #   server  the container server as its own process, loaded over loopback by gRPC and HTTP
 #           callers of another process, against the raw-SQL floor (BENCH_SERVER_POOL)
 #   relay   the relay draining a 20,000-event backlog in one-second runs (RELAY_DRAIN_EVENTS)
-#   rfm     the nightly segment run over RFM_BENCH_CUSTOMERS (1,000,000) customers and
-#           RFM_BENCH_ORDERS (10,000,000) purchases in 1 organization, then in 100, loaded by
-#           `devctl generate` (BENCH_DATABASE=prefix keeps the databases after their run:
-#           about 7 GB each)
+#   rfm     the nightly segment run over each population of RFM_BENCH_POPULATIONS
+#           (organizations:customers, default "1:1000000 100:1000000"), ten purchases per
+#           customer over 400 days, loaded by `devctl generate` (BENCH_DATABASE=prefix keeps the
+#           databases after their run: about 7 GB per million customers)
+#   coldstart  every Lambda binary (release) from process start to its first answered
+#           invocation, its size and peak memory, next to the database connect it includes
+#   all     every benchmark above but the relay's (a test), each output kept under
+#           .local/bench/, then BENCHMARKS.md and its charts (docs/benchmarks/) from them; RFM
+#           over 100,000, 300,000 and 1,000,000 customers for its chart
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/local/lib.sh
@@ -53,22 +58,24 @@ bench_relay() {
 }
 
 bench_rfm() {
-  local prefix=${BENCH_DATABASE:-cs_bench_rfm} database
+  local prefix=${BENCH_DATABASE:-cs_bench_rfm} database population organizations customers
   step "building (release) devctl and the rfm benchmark"
   cargo build --release --workspace --bin devctl
   cargo bench --workspace --bench rfm --no-run
   local devctl=$CARGO_TARGET_DIR/release/devctl
-  # One population at a time: each takes about 7 GB (purchases, their indexes, the search
-  # tables of a million customers, WAL).
-  for organizations in 1 100; do
-    database=${prefix}_${organizations}org
+  # One population at a time: a million customers take about 7 GB (purchases, their indexes,
+  # the search tables, WAL).
+  for population in ${RFM_BENCH_POPULATIONS:-1:1000000 100:1000000}; do
+    organizations=${population%%:*} customers=${population##*:}
+    database=${prefix}_${organizations}org_${customers}
     psql -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
     local free_gb; free_gb=$(df -BG --output=avail "$(psql "$ADMIN_DATABASE_URL" -Atc 'SHOW data_directory')" 2>/dev/null | tail -n 1 | tr -dc 0-9)
-    [ -z "$free_gb" ] || [ "$free_gb" -ge 10 ] || die "$database needs about 10 GB free where PostgreSQL keeps its data; $free_gb GB are"
+    local needed_gb=$(( customers * 10 / 1000000 ))
+    [ -z "$free_gb" ] || [ "$free_gb" -ge "$needed_gb" ] || die "$database needs about $needed_gb GB free where PostgreSQL keeps its data; $free_gb GB are"
     "$devctl" migrate --database "$database" >/dev/null
-    step "generating $database: $organizations organization(s)"
+    step "generating $database: $organizations organization(s), $customers customers"
     "$devctl" generate --database "$database" --organizations "$organizations" \
-      --customers "${RFM_BENCH_CUSTOMERS:=1000000}" --orders "${RFM_BENCH_ORDERS:=10000000}" --days 400 \
+      --customers "$customers" --orders "$(( customers * 10 ))" --days 400 \
       --until "$(date -u -d yesterday +%F)"
     step "running the rfm benchmark over $database"
     RFM_BENCH_DATABASE=$database cargo bench --workspace --bench rfm
@@ -76,8 +83,32 @@ bench_rfm() {
   done
 }
 
+bench_coldstart() {
+  step "building every function (release) and the cold start benchmark"
+  cargo build --release --workspace --bins
+  BIN_DIR=$CARGO_TARGET_DIR/release cargo bench --workspace --bench coldstart
+}
+
+# Each benchmark's standard output (its conditions and tables) under .local/bench/NAME.txt,
+# without the script's own step lines; everything also goes to the terminal. Then the report.
+bench_all() {
+  local results=.local/bench name
+  mkdir -p "$results"
+  for name in server credit search events rfm coldstart; do
+    step "benchmark $name (output kept in $results/$name.txt)"
+    if [ "$name" = rfm ]; then
+      RFM_BENCH_POPULATIONS=${RFM_BENCH_POPULATIONS:-1:100000 1:300000 1:1000000 100:1000000} bench_rfm
+    else
+      "bench_$name"
+    fi | tee /dev/stderr | grep -v $'^\033\\[1;34m==>' >"$results/$name.txt"
+  done
+  step "writing BENCHMARKS.md and docs/benchmarks/"
+  cargo build --release --workspace --bin devctl
+  "$CARGO_TARGET_DIR/release/devctl" bench-report --results "$results"
+}
+
 name=${1:-}
-declare -F "bench_$name" >/dev/null || die "usage: infra/local/bench.sh credit|search|events|server|relay|rfm"
+declare -F "bench_$name" >/dev/null || die "usage: infra/local/bench.sh credit|search|events|server|relay|rfm|coldstart|all"
 infra/local/services.sh
 load_environment
 "bench_$name"

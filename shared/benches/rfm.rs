@@ -248,20 +248,23 @@ async fn scenario(work: &str) {
     let identical = repair.rows_written == 0 && differing == 0 && breakpoints_differ == 0;
 
     println!("warm-up aggregation {warm:.2} s; plain aggregation = GROUP BY customer_id over the 365-day window");
-    println!("{:<52} {:>9} {:>9} {:>11} {:>9}", "", "seconds", "plain s", "x plain", "rows");
+    println!();
+    println!(
+        "| customers | organizations | purchases | run | seconds | plain aggregation s | x plain | rows written |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let line = |name: &str, nightly: &Nightly, plain: f64| {
         println!(
-            "{:<52} {:>9.2} {:>9.2} {:>11.2} {:>9}",
-            name,
+            "| {customers} | {organizations} | {purchases} | {name} | {:.2} | {plain:.2} | {:.2} | {} |",
             nightly.seconds,
-            plain,
             nightly.seconds / plain,
             nightly.rows_written
         );
     };
-    line("first run (baseline, from scratch)", &first, plain_first);
-    line("steady night (incremental, +1 day, 1 day slid out)", &steady, plain_steady);
-    line("from scratch again, same day (the check)", &repair, plain_steady);
+    line("first run", &first, plain_first);
+    line("steady night", &steady, plain_steady);
+    line("from scratch again (the check)", &repair, plain_steady);
+    println!();
     println!(
         "the day: {events} events through the consumer in {consumed:.1} s ({:.0}/s); steady night: {} segment changes, {} events",
         events as f64 / consumed,

@@ -322,7 +322,8 @@ async fn run() {
     println!("seeding {} customers with approved credit accounts in {database} ...", SPREAD_ACCOUNTS + 1);
     let customers = seed_accounts(&database, organization, SPREAD_ACCOUNTS).await;
     let server = Server::start(&bin, &database, pool_size, None).await;
-    let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL names the Redis of the cached server (make bench-server sets it)");
+    let redis_url =
+        std::env::var("REDIS_URL").expect("REDIS_URL names the Redis of the cached server (make bench-server sets it)");
     let cached = Server::start(&bin, &database, pool_size, Some(&redis_url)).await;
     let mut redis = redis::Client::open(redis_url.as_str())
         .and_then(|client| client.get_connection())

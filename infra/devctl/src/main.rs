@@ -8,9 +8,11 @@
 //! - `event-sources` plays AWS's part for `cargo lambda watch`: the SQS event source mapping
 //!   of `customers-inbound` and the schedules of the relay and the overdue job.
 //! - `generate` loads a realistic population of customers and purchases (see [`generate`]).
+//! - `bench-report` writes `BENCHMARKS.md` and its charts from `make bench`'s outputs.
 
 mod event_sources;
 mod generate;
+mod report;
 #[cfg(test)]
 mod tests;
 
@@ -130,11 +132,61 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Write BENCHMARKS.md and its SVG charts from the outputs `make bench` kept.
+    BenchReport {
+        /// Directory of the benchmarks' outputs (`<name>.txt`).
+        #[arg(long, default_value = ".local/bench")]
+        results: std::path::PathBuf,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: std::path::PathBuf,
+        /// Directory of the charts, linked from the report.
+        #[arg(long, default_value = "docs/benchmarks")]
+        charts: std::path::PathBuf,
+    },
     /// Print an HTTP function's OpenAPI document, as it serves it at `/api/v1/openapi.json`.
     Openapi {
         #[arg(long, value_parser = ["customers", "credit", "search", "segments"])]
         function: String,
     },
+}
+
+/// The date, the commit (marked when the work tree has changes) and the machine of a report.
+fn provenance() -> report::Provenance {
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = match (
+        run("git", &["rev-parse", "--short", "HEAD"]),
+        run("git", &["status", "--porcelain", "--untracked-files=no"]),
+    ) {
+        (Some(commit), Some(changes)) if !changes.is_empty() => format!("{commit} (with uncommitted changes)"),
+        (Some(commit), _) => commit,
+        (None, _) => "unknown".into(),
+    };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|line| line.split_once(':').filter(|(k, _)| k.trim() == "model name"));
+    let memory_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    report::Provenance {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        commit,
+        machine: format!(
+            "{cpus} CPUs ({}), {:.0} GiB of memory, Linux {}",
+            model.map_or("unknown", |(_, name)| name.trim()),
+            memory_kib as f64 / 1_048_576.0,
+            run("uname", &["-r"]).unwrap_or_default()
+        ),
+    }
 }
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -193,6 +245,10 @@ async fn main() -> anyhow::Result<()> {
                 _ => shared::segments::routes::api(),
             };
             println!("{}", serde_json::to_string_pretty(&shared::http::function_document(api))?);
+        }
+        Command::BenchReport { results, out, charts } => {
+            report::write(&results, &out, &charts, &provenance())?;
+            println!("wrote {} and its charts under {}", out.display(), charts.display());
         }
         Command::SendInbound { endpoint, data_file } => event_sources::send_inbound(&endpoint, &data_file).await?,
         Command::EventSources { endpoint, functions, relay_every } => {
