@@ -174,7 +174,7 @@ pub async fn print_conditions(client: &tokio_postgres::Client, extra: &[(&str, S
     let model = cpuinfo.lines().find_map(|line| line.strip_prefix("model name")).unwrap_or(": unknown");
     println!(
         "  cpus: {cpus} ({}), shared by the database, the client and any server",
-        model.trim_start_matches([':', ' '])
+        model.trim_start_matches([':', ' ', '\t'])
     );
     for (name, value) in extra {
         println!("  {name}: {value}");
