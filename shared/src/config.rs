@@ -93,15 +93,7 @@ impl CacheConfig {
         let mut config = Self::from_env()?;
         let (Some(url), Some(arn)) = (&config.url, optional("REDIS_AUTH_SECRET_ARN")) else { return Ok(config) };
         let secrets = aws_sdk_secretsmanager::Client::new(&crate::aws::from_env().await);
-        let text = secrets
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .map_err(aws_sdk_secretsmanager::Error::from)
-            .with_context(|| format!("reading the cache secret {arn} from Secrets Manager"))?
-            .secret_string
-            .with_context(|| format!("the cache secret {arn} holds no text"))?;
+        let text = secret_text(&secrets, &arn, "cache").await?;
         #[derive(Deserialize)]
         struct Credentials {
             username: Option<String>,
@@ -228,6 +220,19 @@ enum SecretPort {
     Text(String),
 }
 
+/// The text of the `what` secret at `arn`. Errors name the secret, never its content.
+async fn secret_text(secrets: &aws_sdk_secretsmanager::Client, arn: &str, what: &str) -> anyhow::Result<String> {
+    secrets
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(aws_sdk_secretsmanager::Error::from)
+        .with_context(|| format!("reading the {what} secret {arn} from Secrets Manager"))?
+        .secret_string
+        .with_context(|| format!("the {what} secret {arn} holds no text"))
+}
+
 /// `base` with the credentials of the secret at `arn`, and its host, port and database name
 /// where it has them. Errors name the secret, never its content.
 pub async fn connection_from_secret(
@@ -235,15 +240,8 @@ pub async fn connection_from_secret(
     arn: &str,
     mut base: tokio_postgres::Config,
 ) -> anyhow::Result<tokio_postgres::Config> {
-    let output = secrets
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(aws_sdk_secretsmanager::Error::from)
-        .with_context(|| format!("reading the database secret {arn} from Secrets Manager"))?;
-    let text = output.secret_string().with_context(|| format!("the database secret {arn} holds no text"))?;
-    let secret: DatabaseSecret = serde_json::from_str(text)
+    let text = secret_text(secrets, arn, "database").await?;
+    let secret: DatabaseSecret = serde_json::from_str(&text)
         .map_err(|_| anyhow!("the database secret {arn} is not a JSON object with string `username` and `password`"))?;
     base.user(&secret.username).password(secret.password);
     if let Some(host) = &secret.host {
