@@ -136,8 +136,9 @@ impl Cache {
         }))))
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.0.is_some()
+    /// The cache of the environment's settings ([`CacheConfig::load`]): what every `main` builds.
+    pub async fn load() -> anyhow::Result<Self> {
+        Self::from_config(&CacheConfig::load().await?)
     }
 
     pub fn stats(&self) -> CacheStats {

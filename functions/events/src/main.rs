@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = DatabaseConfig::load().await?;
     let concurrency = config.pool_size;
-    let cache = shared::cache::Cache::from_config(&shared::config::CacheConfig::load().await?)?;
+    let cache = shared::cache::Cache::load().await?;
     let app = &App::with_events(Db::open(&config).await?, &EventsConfig::from_env()).await.with_cache(cache);
     let sources = &InboundConfig::from_env();
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {

@@ -17,7 +17,7 @@ struct Trigger {
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = shared::config::DatabaseConfig::load().await?;
-    let cache = shared::cache::Cache::from_config(&shared::config::CacheConfig::load().await?)?;
+    let cache = shared::cache::Cache::load().await?;
     let app = App::new(Db::open(&config).await?).with_cache(cache);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let app = app.clone();
