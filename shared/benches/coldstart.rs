@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 mod common;
-use common::{admin, admin_config, print_conditions, runtime_config};
+use common::{admin, admin_config, print_conditions, runtime_url};
 
 const SECRET: &str = "coldstart-secret";
 
@@ -201,16 +201,7 @@ async fn run() {
     let scopes = ["customers:read", "credit:read", "segments:read"];
     let token = issue_hs256_token(SECRET, organization, "coldstart", &scopes, Duration::from_secs(3600)).unwrap();
 
-    let config = runtime_config(&database);
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let mut url = format!("postgres://customer_app@{host}:{port}/{database}?sslmode=disable");
-    if let Some(password) = config.get_password() {
-        url = url.replacen("customer_app@", &format!("customer_app:{}@", String::from_utf8_lossy(password)), 1);
-    }
+    let url = runtime_url(&database);
     let env: HashMap<&str, String> = [
         ("DATABASE_URL", url.clone()),
         ("DATABASE_POOL_SIZE", "2".into()),

@@ -117,16 +117,7 @@ impl Server {
     async fn start(bin: &str, database: &str, pool: usize, redis: Option<&str>) -> Self {
         let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (http_port, grpc_port) = (free_port(), free_port());
-        let config = common::runtime_config(database);
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let mut url = format!("host={host} port={port} user=customer_app dbname={database} sslmode=disable");
-        if let Some(password) = config.get_password() {
-            url += &format!(" password={}", String::from_utf8_lossy(password));
-        }
+        let url = common::runtime_url(database);
         let mut command = Command::new(bin);
         match redis {
             Some(redis) => command.env("REDIS_URL", redis),

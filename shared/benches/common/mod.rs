@@ -32,6 +32,22 @@ pub fn runtime_config(database: &str) -> tokio_postgres::Config {
     config
 }
 
+/// [`runtime_config`] as the `DATABASE_URL` of a process the bench starts (a function, the
+/// server): host, port, role, database and password, without TLS on loopback.
+pub fn runtime_url(database: &str) -> String {
+    let config = runtime_config(database);
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let mut url = format!("host={host} port={port} user=customer_app dbname={database} sslmode=disable");
+    if let Some(password) = config.get_password() {
+        url += &format!(" password={}", String::from_utf8_lossy(password));
+    }
+    url
+}
+
 /// A small deterministic random source, so runs draw the same workload.
 pub struct Xorshift(pub u64);
 
