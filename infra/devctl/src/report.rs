@@ -151,6 +151,11 @@ pub fn rfm_series(tables: &[Table]) -> Vec<Series> {
     series
 }
 
+/// A plotters error (which is not `std::error::Error` for every backend) as an `anyhow` error.
+fn drawing<E: std::fmt::Debug>(error: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {error:?}")
+}
+
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -179,7 +184,7 @@ where
         .x_label_area_size(36)
         .y_label_area_size(56)
         .build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), 0.0..y_max * 1.1 + f64::EPSILON)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        .map_err(drawing)?;
     chart
         .configure_mesh()
         .x_desc(x_label)
@@ -187,19 +192,17 @@ where
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| if y_max >= 100.0 { format!("{y:.0}") } else { format!("{y:.1}") })
         .draw()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        .map_err(drawing)?;
     for (index, line) in series.iter().enumerate() {
         let color = COLORS[index % COLORS.len()];
         let mut points = line.points.clone();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .map_err(drawing)?
             .label(line.name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-        chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(drawing)?;
     }
     chart
         .configure_series_labels()
@@ -207,27 +210,27 @@ where
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        .map_err(drawing)?;
     Ok(())
 }
 
 /// Calls/s and p99 against callers, side by side, as an SVG at `path`.
 fn draw_callers_chart(path: &Path, title: &str, chart: &CallersChart) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (960, 360)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.fill(&WHITE).map_err(drawing)?;
     let (left, right) = root.split_horizontally(480);
     draw_lines(&left, &format!("{title}: calls/s"), ("concurrent callers", "calls/s"), &chart.rates)?;
     draw_lines(&right, &format!("{title}: p99"), ("concurrent callers", "p99 (ms)"), &chart.p99s)?;
-    root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.present().map_err(drawing)?;
     Ok(())
 }
 
 /// The RFM runs' seconds against customers, as an SVG at `path`.
 fn draw_rfm_chart(path: &Path, series: &[Series]) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (720, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.fill(&WHITE).map_err(drawing)?;
     draw_lines(&root, "RFM run: seconds against customers", ("customers", "seconds"), series)?;
-    root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.present().map_err(drawing)?;
     Ok(())
 }
 
