@@ -163,23 +163,6 @@ pub async fn hold(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<bool> 
     Ok(row.is_some())
 }
 
-/// [`hold`] for many customers at once, in customer id order (so two holders never deadlock);
-/// answers how many of them exist here. For jobs that write events about each of them.
-pub async fn hold_many(tx: &TenantTx<'_>, customer_ids: &[Uuid]) -> anyhow::Result<usize> {
-    if customer_ids.is_empty() {
-        return Ok(0);
-    }
-    tx.changes_customers(customer_ids);
-    let rows = tx
-        .query(
-            "SELECT customer_id FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR NO KEY UPDATE",
-            &[&customer_ids],
-        )
-        .await
-        .context("locking customers")?;
-    Ok(rows.len())
-}
-
 /// Whether the customer exists in this organization (erased ones too).
 pub async fn exists(tx: &TenantTx<'_>, customer_id: Uuid) -> anyhow::Result<bool> {
     let row = tx

@@ -10,12 +10,16 @@ use uuid::Uuid;
 use crate::db::TenantTx;
 
 /// The message group of an event about `customer_id`: the kind of change and the customer
-/// (`customer:<id>`, `credit:<id>`). Each kind's writes on a customer are serialized by one
-/// row lock (the customer's, the credit account's), so within a group the outbox order is the
-/// commit order, and FIFO delivers them in that order. Across the two groups of a customer no
-/// order is promised.
+/// (`customer:<id>`, `credit:<id>`, `segment:<id>`). Each kind's writes on a customer are
+/// serialized by one lock (the customer's row, the credit account's row, the organization's
+/// segment writers' lock), so within a group the outbox order is the commit order, and FIFO
+/// delivers them in that order. Across the groups of a customer no order is promised.
 pub fn message_group(event_type: &str, customer_id: Uuid) -> String {
-    let kind = event_type.split('.').nth(1).unwrap_or("customer");
+    let kind = if event_type == super::types::CUSTOMER_SEGMENT_CHANGED {
+        "segment"
+    } else {
+        event_type.split('.').nth(1).unwrap_or("customer")
+    };
     format!("{kind}:{customer_id}")
 }
 

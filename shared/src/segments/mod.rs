@@ -6,15 +6,20 @@
 //! - **incremental** (every night once a first run exists): one transaction, while the
 //!   organization's consumers wait, moves the window start (taking out what slid out of it
 //!   since the last run), computes the breakpoints over the kept totals, and scores only the
-//!   rows whose scores can change: those whose totals changed since they were scored, and
-//!   those lying where a breakpoint moved ([`rfm::Moved`]). It stages the rows whose scores,
-//!   segment or flags change (`IS DISTINCT FROM`), locks the customers whose segment changes
-//!   (in id order), writes the rows, one `segment_changed` event per changed segment, and the
-//!   run record.
+//!   rows whose scores can change: those whose totals changed since the last run (a
+//!   `totals_version` above the window's `scored_through`), and those lying where a breakpoint
+//!   moved ([`rfm::Moved`]). It stages the rows whose scores, segment or flags change
+//!   (`IS DISTINCT FROM`) and writes only those, one `segment_changed` event per changed
+//!   segment, and the run record.
 //! - **from scratch** (the first run, `baseline`; a rules version change; a window reaching
 //!   further back than the kept totals; or asked for, as a repair): one transaction aggregates
 //!   every purchase again and writes whatever differs, totals included. Consumers of the
-//!   organization wait for it. A baseline writes no events: it is where segments begin.
+//!   organization wait for it. A baseline writes no events: it is where segments begin; over
+//!   an organization with no rows yet (the consumer keeps none before the first run) it simply
+//!   inserts them.
+//!
+//! Segment events need no customer lock: their message group is their own (`segment:<id>`,
+//! see `events::message_group`), and the organization's segment writers are serialized.
 //!
 //! Both paths score with the same SQL, so over the same purchases they write the same rows.
 
@@ -121,11 +126,14 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     store::lock_scores(&tx).await?;
     tx.changes_organization();
     let previous = store::last_run(&tx).await?;
-    let floor = store::window_floor(&tx).await?;
-    let mode = match (&previous, floor) {
+    let window = store::window(&tx).await?;
+    let mode = match (&previous, window) {
         (None, _) | (_, None) => Mode::Baseline,
-        (Some(previous), Some(floor)) => {
-            if options.from_scratch || previous.rules_version != rfm::RULES_VERSION || window_start < floor {
+        (Some(previous), Some(window)) => {
+            if options.from_scratch
+                || previous.rules_version != rfm::RULES_VERSION
+                || window_start < window.counted_from
+            {
                 Mode::FromScratch
             } else {
                 Mode::Incremental
@@ -134,43 +142,37 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     };
     store::lock_totals(&tx).await?;
 
-    let (population, breakpoints) = if mode == Mode::Incremental {
-        store::slide_window(&tx, floor.expect("incremental runs have a window"), window_start).await?;
-        store::set_window_floor(&tx, window_start).await?;
-        let (population, breakpoints) = store::breakpoints(&tx, "customer_segments", options.as_of).await?;
-        let previous = previous.as_ref().expect("incremental runs follow a run");
-        let moved = match (&previous.breakpoints, &breakpoints) {
-            (Some(before), Some(now)) => {
-                Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of))
-            }
-            _ => None,
-        };
-        store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of, moved.as_ref()).await?;
-        (population, breakpoints)
-    } else {
-        store::stage_totals_from_purchases(&tx, window_start).await?;
-        let (population, breakpoints) = store::breakpoints(&tx, "rfm_totals", options.as_of).await?;
-        store::stage_all_changes(&tx, breakpoints.as_ref(), options.as_of).await?;
-        store::set_window_floor(&tx, window_start).await?;
-        (population, breakpoints)
-    };
-    let changed = store::staged_segment_changes(&tx).await?;
-    let events_written = if mode == Mode::Baseline {
-        0
-    } else {
-        crate::customers::store::hold_many(&tx, &changed).await?;
-        store::record_segment_events(&tx, run_id).await?
-    };
-    let rows_written = if mode == Mode::Incremental {
-        store::apply_score_changes(&tx, run_id).await?
-    } else {
-        let written = store::apply_all_changes(&tx, run_id).await?;
-        if mode == Mode::FromScratch {
-            store::mark_scored(&tx).await?;
+    let (population, breakpoints, written) = match (mode, window, previous) {
+        (Mode::Incremental, Some(window), Some(previous)) => {
+            store::slide_window(&tx, window.counted_from, window_start).await?;
+            let (population, breakpoints) = store::breakpoints(&tx, "customer_segments", options.as_of).await?;
+            let moved = match (&previous.breakpoints, &breakpoints) {
+                (Some(before), Some(now)) => {
+                    Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of))
+                }
+                _ => None,
+            };
+            let candidates = moved.as_ref().map(|moved| (window.scored_through, moved));
+            store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of, candidates).await?;
+            let written = write_staged(&tx, run_id, mode).await?;
+            (population, breakpoints, written)
         }
-        written
+        _ => {
+            store::stage_totals_from_purchases(&tx, window_start).await?;
+            let (population, breakpoints) = store::breakpoints(&tx, "rfm_totals", options.as_of).await?;
+            let written = if mode == Mode::Baseline && !store::has_rows(&tx).await? {
+                let counts = store::insert_baseline(&tx, breakpoints.as_ref(), options.as_of, run_id).await?;
+                let rows = counts.iter().map(|(_, n)| n.unsigned_abs()).sum();
+                Written { rows, changes: rows, events: 0, counts }
+            } else {
+                store::stage_all_changes(&tx, breakpoints.as_ref(), options.as_of).await?;
+                write_staged(&tx, run_id, mode).await?
+            };
+            (population, breakpoints, written)
+        }
     };
-    let counts = store::segment_counts(&tx).await?;
+    store::close_window(&tx, window_start).await?;
+    let counts = written.counts;
     let customers_total: i64 = counts.iter().map(|(_, n)| n).sum();
     let segment_counts: serde_json::Map<String, serde_json::Value> = SegmentCode::ALL
         .iter()
@@ -191,9 +193,9 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         customers_scored: to_i32(population),
         customers_total: to_i32(customers_total),
         segment_counts: segment_counts.into(),
-        rows_written: to_i32(rows_written),
-        changes: to_i32(changed.len()),
-        events: to_i32(events_written),
+        rows_written: to_i32(written.rows),
+        changes: to_i32(written.changes),
+        events: to_i32(written.events),
         started_at,
         finished_at: Utc::now(),
         duration_ms: to_i32(clock.elapsed().as_millis()),
@@ -211,6 +213,28 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         "segment run"
     );
     Ok(run)
+}
+
+/// What a run wrote.
+struct Written {
+    rows: u64,
+    changes: u64,
+    events: u64,
+    counts: Vec<(Option<SegmentCode>, i64)>,
+}
+
+/// Writes the staged changes: an event per changed segment (none from a baseline, where
+/// segments begin), then the rows (the incremental path writes scores only).
+async fn write_staged(tx: &crate::db::TenantTx<'_>, run_id: Uuid, mode: Mode) -> anyhow::Result<Written> {
+    let changes = store::staged_segment_changes(tx).await?;
+    let events = if mode == Mode::Baseline { 0 } else { store::record_segment_events(tx, run_id).await? };
+    let rows = if mode == Mode::Incremental {
+        store::apply_score_changes(tx, run_id).await?
+    } else {
+        store::apply_all_changes(tx, run_id).await?
+    };
+    let counts = store::segment_counts(tx).await?;
+    Ok(Written { rows, changes, events, counts })
 }
 
 /// What the nightly job did.

@@ -30,13 +30,14 @@ const RUN_LOCK_TIMEOUT: &str = "60s";
 const RUN_WORK_MEM: &str = "256MB";
 
 /// Lets this transaction's statements and lock waits run as long as a whole organization needs,
-/// gives its sorts the memory they need, and plans each statement for its own parameters (the
-/// candidate ranges that did not move are `NULL`, folded away in a custom plan).
+/// gives its sorts the memory they need, plans each statement for its own parameters (the
+/// candidate ranges that did not move are `NULL`, folded away in a custom plan), and compiles
+/// nothing: JIT took longer to compile the run's statements than it saved.
 pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.allow_statements_for(RUN_STATEMENT_TIMEOUT).await?;
     tx.execute(
         "SELECT set_config('lock_timeout', $1, true), set_config('work_mem', $2, true), \
-             set_config('plan_cache_mode', 'force_custom_plan', true)",
+             set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true)",
         &[&RUN_LOCK_TIMEOUT, &RUN_WORK_MEM],
     )
     .await
@@ -68,21 +69,48 @@ pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the organization's totals count the window from; `None` before its first run.
-pub async fn window_floor(tx: &TenantTx<'_>) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let row = tx.query_opt("SELECT counted_from FROM segment_windows", &[]).await.context("reading the window")?;
-    Ok(row.map(|row| row.get(0)))
+/// The organization's kept totals: where they count the window from, and the last
+/// `totals_version` the last run scored.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub counted_from: DateTime<Utc>,
+    pub scored_through: i64,
 }
 
-pub async fn set_window_floor(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> anyhow::Result<()> {
+/// The organization's window; `None` before its first run.
+pub async fn window(tx: &TenantTx<'_>) -> anyhow::Result<Option<Window>> {
+    let row = tx
+        .query_opt("SELECT counted_from, scored_through FROM segment_windows", &[])
+        .await
+        .context("reading the window")?;
+    Ok(row.map(|row| Window { counted_from: row.get(0), scored_through: row.get(1) }))
+}
+
+/// Records where the totals now count from, and that every totals version drawn so far is
+/// scored: called once a run has written its rows.
+pub async fn close_window(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> anyhow::Result<()> {
     tx.execute(
-        "INSERT INTO segment_windows (organization_id, counted_from) VALUES (current_organization_id(), $1) \
-         ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, updated_at = now()",
+        "INSERT INTO segment_windows (organization_id, counted_from, scored_through) \
+         VALUES (current_organization_id(), $1, nextval('segment_totals_version')) \
+         ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, \
+             scored_through = EXCLUDED.scored_through, updated_at = now()",
         &[&counted_from],
     )
     .await
     .context("moving the window")?;
     Ok(())
+}
+
+/// Whether the organization has any segment row (a baseline over none can simply insert).
+pub async fn has_rows(tx: &TenantTx<'_>) -> anyhow::Result<bool> {
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM customer_segments WHERE organization_id = current_organization_id())",
+            &[],
+        )
+        .await
+        .context("looking for segment rows")?;
+    Ok(row.get(0))
 }
 
 /// Takes the completed purchases of `[from, to)` out of the window totals: what slid out of the
@@ -93,7 +121,7 @@ pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<U
     }
     tx.execute(
         "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
-             window_amount = s.window_amount - slid.amount, needs_scoring = true, updated_at = now() \
+             window_amount = s.window_amount - slid.amount, totals_version = DEFAULT, updated_at = now() \
          FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
                WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 \
                GROUP BY customer_id) AS slid \
@@ -204,7 +232,7 @@ async fn create_changes(tx: &TenantTx<'_>) -> anyhow::Result<()> {
         "CREATE TEMPORARY TABLE rfm_changes (customer_id uuid, window_orders integer, \
              window_amount numeric, total_orders integer, lifetime_value numeric, average_order_value numeric, \
              last_purchase_at timestamptz, r integer, f integer, m integer, segment_code text, is_vip boolean, \
-             is_at_risk boolean, old_segment text, changed boolean NOT NULL DEFAULT true) ON COMMIT DROP",
+             is_at_risk boolean, old_segment text) ON COMMIT DROP",
         &[],
     )
     .await
@@ -213,12 +241,13 @@ async fn create_changes(tx: &TenantTx<'_>) -> anyhow::Result<()> {
 }
 
 /// The rows of `customer_segments` (aliased `t`) a run must score, given where breakpoints
-/// moved: rows whose totals changed since they were scored, and rows with a measure in a
-/// moved range. Ranges are parameters from `$5` on, as [`candidate_params`] lists them (`NULL`
-/// for ranges that did not move, so the statement's text is always the same).
+/// moved: rows whose totals changed since the last run scored them (a `totals_version` above
+/// `$5`), and rows with a measure in a moved range. Ranges are parameters from `$6` on, as
+/// [`candidate_params`] lists them (`NULL` for ranges that did not move, so the statement's
+/// text is always the same).
 fn candidates_sql() -> String {
-    let mut arms = vec!["t.needs_scoring".to_string()];
-    let mut n = 5;
+    let mut arms = vec!["t.totals_version > $5".to_string()];
+    let mut n = 6;
     let mut arm = |condition: &str| {
         arms.push(format!(
             "(t.window_orders > 0 AND {})",
@@ -240,14 +269,15 @@ fn candidates_sql() -> String {
 
 type Params = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
 
-/// The ranges of [`candidates_sql`]: four of orders, four of amounts, five of purchase times
-/// (the four moved recency breakpoints and the clamped newest purchases).
-fn candidate_params(moved: &Moved) -> Params {
+/// The parameters of [`candidates_sql`]: the last scored totals version, then the ranges: four
+/// of orders, four of amounts, five of purchase times (the four moved recency breakpoints and
+/// the clamped newest purchases).
+fn candidate_params(scored_through: i64, moved: &Moved) -> Params {
     fn four<T: Clone>(ranges: &[T]) -> impl Iterator<Item = Option<T>> + '_ {
         ranges.iter().cloned().map(Some).chain(std::iter::repeat(None)).take(4)
     }
     let midnight = |date: NaiveDate| date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut params: Params = vec![];
+    let mut params: Params = vec![Box::new(scored_through)];
     for range in four(&moved.orders) {
         let clamp = |v: i64| i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
         params.push(Box::new(range.as_ref().map(|r| clamp(*r.start()))));
@@ -267,46 +297,33 @@ fn candidate_params(moved: &Moved) -> Params {
 }
 
 /// Stages the rows of `customer_segments` whose scores, segment or flags change under
-/// `breakpoints` (the incremental path), and those marked `needs_scoring` whose scores stay
-/// (`changed` false), looking only where `moved` says scores can change (`None`: at every row).
+/// `breakpoints` (the incremental path), looking only where scores can change: rows whose
+/// totals changed since `scored_through`, and where `moved` says (`None`: at every row).
 /// Answers how many.
 pub async fn stage_score_changes(
     tx: &TenantTx<'_>,
     breakpoints: Option<&RunBreakpoints>,
     as_of: NaiveDate,
-    moved: Option<&Moved>,
+    candidates: Option<(i64, &Moved)>,
 ) -> anyhow::Result<u64> {
     create_changes(tx).await?;
-    let filter = if moved.is_some() { candidates_sql() } else { "true".to_string() };
+    let filter = if candidates.is_some() { candidates_sql() } else { "true".to_string() };
     let sql = format!(
-        "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment, changed) \
-         SELECT customer_id, r, f, m, new_segment, new_vip, new_risk, segment_code, changed \
-         FROM (SELECT n.*, (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
-                   (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk) AS changed \
-               FROM ({}) n) c \
-         WHERE changed OR needs_scoring",
+        "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
+         SELECT customer_id, r, f, m, new_segment, new_vip, new_risk, segment_code FROM ({}) n \
+         WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+               (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
         scored_sql("customer_segments", &filter)
     );
     let [r, f, m] = breakpoint_params(breakpoints);
     let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
-    params.extend(moved.map(candidate_params).unwrap_or_default());
+    params
+        .extend(candidates.map(|(scored_through, moved)| candidate_params(scored_through, moved)).unwrap_or_default());
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     let staged = tx.execute(&sql, &params).await.context("scoring the customers")?;
     tx.execute("ANALYZE rfm_changes", &[]).await.context("analyzing the changes")?;
     Ok(staged)
-}
-
-/// Marks every row of the organization scored: called once a from-scratch run has written its
-/// changes, so rows whose totals changed without changing their scores are not looked at again.
-pub async fn mark_scored(tx: &TenantTx<'_>) -> anyhow::Result<u64> {
-    tx.execute(
-        "UPDATE customer_segments SET needs_scoring = false \
-         WHERE organization_id = current_organization_id() AND needs_scoring",
-        &[],
-    )
-    .await
-    .context("marking the rows scored")
 }
 
 /// Stages the rows of `rfm_totals` whose totals, scores, segment or flags differ from
@@ -336,37 +353,27 @@ pub async fn stage_all_changes(
     tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers from scratch")
 }
 
-/// The customers of the staged changes whose segment changes, in id order.
-pub async fn staged_segment_changes(tx: &TenantTx<'_>) -> anyhow::Result<Vec<Uuid>> {
-    let rows = tx
-        .query(
-            "SELECT customer_id FROM rfm_changes WHERE segment_code IS DISTINCT FROM old_segment ORDER BY customer_id",
-            &[],
-        )
+/// How many of the staged changes change a segment.
+pub async fn staged_segment_changes(tx: &TenantTx<'_>) -> anyhow::Result<u64> {
+    let row = tx
+        .query_one("SELECT count(*) FROM rfm_changes WHERE segment_code IS DISTINCT FROM old_segment", &[])
         .await
-        .context("listing segment changes")?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+        .context("counting segment changes")?;
+    Ok(row.get::<_, i64>(0).unsigned_abs())
 }
 
-/// Writes the staged scores (incremental path: the totals stay the consumer's) and marks the
-/// staged rows scored. Answers the rows whose scores, segment or flags changed.
+/// Writes the staged scores (incremental path: the totals stay the consumer's). Answers how
+/// many rows.
 pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
-    let row = tx
-        .query_one(
-            "WITH written AS ( \
-                 UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
-                     segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, \
-                     run_id = CASE WHEN c.changed THEN $1 ELSE s.run_id END, \
-                     calculated_at = CASE WHEN c.changed THEN now() ELSE s.calculated_at END, \
-                     needs_scoring = false, updated_at = now() \
-                 FROM rfm_changes c WHERE s.customer_id = c.customer_id \
-                 RETURNING c.changed) \
-             SELECT count(*) FILTER (WHERE changed) FROM written",
-            &[&run_id],
-        )
-        .await
-        .context("writing the scores")?;
-    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
+    tx.execute(
+        "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
+             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $1, \
+             calculated_at = now(), updated_at = now() \
+         FROM rfm_changes c WHERE s.customer_id = c.customer_id",
+        &[&run_id],
+    )
+    .await
+    .context("writing the scores")
 }
 
 /// Writes the staged totals and scores (from-scratch path), creating missing rows.
@@ -374,9 +381,9 @@ pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Resul
     tx.execute(
         "INSERT INTO customer_segments AS s (organization_id, customer_id, window_orders, window_amount, \
              total_orders, lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, \
-             rfm_monetary, segment_code, is_vip, is_at_risk, run_id, needs_scoring, calculated_at) \
+             rfm_monetary, segment_code, is_vip, is_at_risk, run_id, calculated_at) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, false, now() \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now() \
          FROM rfm_changes ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
              window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
@@ -385,11 +392,38 @@ pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Resul
              rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
              rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
              is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
-             needs_scoring = false, calculated_at = EXCLUDED.calculated_at, updated_at = now()",
+             calculated_at = EXCLUDED.calculated_at, updated_at = now()",
         &[&run_id],
     )
     .await
     .context("writing the totals and scores")
+}
+
+/// A baseline over an organization with no segment rows: inserts every row of `rfm_totals`,
+/// scored, in customer order (no staging, no conflicts to look for). Answers the rows written
+/// per segment code.
+pub async fn insert_baseline(
+    tx: &TenantTx<'_>,
+    breakpoints: Option<&RunBreakpoints>,
+    as_of: NaiveDate,
+    run_id: Uuid,
+) -> anyhow::Result<Vec<(Option<SegmentCode>, i64)>> {
+    let sql = format!(
+        "WITH written AS ( \
+             INSERT INTO customer_segments (organization_id, customer_id, window_orders, window_amount, \
+                 total_orders, lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, \
+                 rfm_monetary, segment_code, is_vip, is_at_risk, run_id, calculated_at) \
+             SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, \
+                 lifetime_value, average_order_value, last_purchase_at, r, f, m, new_segment, new_vip, new_risk, \
+                 $5, now() \
+             FROM ({}) n ORDER BY customer_id \
+             RETURNING segment_code) \
+         SELECT segment_code, count(*) FROM written GROUP BY segment_code ORDER BY 1",
+        scored_sql("rfm_totals", "true")
+    );
+    let [r, f, m] = breakpoint_params(breakpoints);
+    let rows = tx.query(&sql, &[&r, &f, &m, &as_of, &run_id]).await.context("writing the first scores")?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Writes one `customers.customer.segment_changed` event per staged segment change, in one
@@ -560,14 +594,6 @@ pub async fn rescore_one(
         scored_sql("customer_segments", "t.customer_id = $5")
     );
     tx.execute(&sql, &[&r, &f, &m, &run.as_of, &customer_id, &run.run_id]).await.context("rescoring a customer")?;
-    // Scored against the last run, the row is as that run leaves it: the next run need not
-    // look at it unless a breakpoint moves across it.
-    tx.execute(
-        "UPDATE customer_segments SET needs_scoring = false WHERE customer_id = $1 AND needs_scoring",
-        &[&customer_id],
-    )
-    .await
-    .context("marking a customer scored")?;
     let after = find(tx, customer_id).await?.context("the segment row vanished")?;
     Ok(Some((before, after)))
 }

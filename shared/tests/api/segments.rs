@@ -98,7 +98,7 @@ async fn snapshot(app: &TestApp, organization: Uuid) -> Value {
     app.admin()
         .await
         .query_one(
-            "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'segment_id' - 'run_id' - 'calculated_at' - 'updated_at' \
+            "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'totals_version' - 'run_id' - 'calculated_at' - 'updated_at' \
                  ORDER BY customer_id), '[]') FROM customer_segments s WHERE organization_id = $1",
             &[&organization],
         )
@@ -265,6 +265,42 @@ async fn the_incremental_path_equals_the_from_scratch_path() {
     assert_eq!(run_organization(&app.core, app.org_a, longer).await.unwrap().mode, "from_scratch");
 }
 
+/// Two customers trade totals (a late order dated months back, a cancellation of an old one):
+/// the population, so every breakpoint, stays the same, and only their changed totals tell the
+/// incremental run to score them again.
+#[tokio::test]
+async fn a_customer_whose_totals_changed_is_rescored_even_where_no_breakpoint_moved() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 10).await;
+    run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    for (index, orders) in [1, 2, 2, 3, 5, 5, 6, 1].into_iter().enumerate() {
+        for n in 0..orders {
+            shop.buy(&app, index, &format!("{}.00", 20 + 30 * index + n), (5 + 17 * index + 3 * n) as i64).await;
+        }
+    }
+    let (x, y) = (8, 9);
+    for index in [x, y] {
+        for days in [10, 50, 90] {
+            shop.buy(&app, index, "100.00", days).await;
+        }
+    }
+    let traded = shop.buy(&app, y, "150.00", 120).await;
+    let first = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    let (_, before) = shop.model(today());
+
+    shop.buy(&app, x, "150.00", 130).await;
+    shop.cancel(&app, traded).await;
+    let run = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    assert_eq!(run.mode, "incremental");
+    assert_eq!(run.breakpoints, first.breakpoints);
+    let (_, after) = shop.model(today());
+    for index in [x, y] {
+        let customer = shop.customers[index];
+        assert_ne!(before[&customer].scores, after[&customer].scores, "customer {index}");
+    }
+    assert_eq!(stored(&app, app.org_a).await, after);
+}
+
 #[tokio::test]
 async fn purchases_of_one_organization_never_move_the_breakpoints_of_another() {
     let app = TestApp::spawn().await;
@@ -320,7 +356,7 @@ async fn a_segment_change_emits_one_event_and_an_unchanged_run_none() {
     assert_eq!(event["type"], "customers.customer.segment_changed");
     assert_eq!(event["source"], "customer-service");
     assert_eq!(event["organization_id"], json!(app.org_a));
-    assert_eq!(event["message_group"], json!(format!("customer:{}", shop.customers[0])));
+    assert_eq!(event["message_group"], json!(format!("segment:{}", shop.customers[0])));
     assert_eq!(event["data"]["old_segment"], json!(old[&shop.customers[0]].segment));
     assert_eq!(event["data"]["new_segment"], json!(SegmentCode::Champions));
     assert_eq!(event["data"]["run_id"], json!(run.run_id));
