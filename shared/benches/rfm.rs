@@ -15,7 +15,7 @@
 //!
 //! Run with `make bench-rfm`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{NaiveDate, TimeDelta, Utc};
@@ -25,7 +25,7 @@ use shared::app::App;
 use shared::config::InboundConfig;
 use shared::db::Db;
 use shared::events::inbound::handle_batch;
-use shared::segments::{rfm, run_organization, RunOptions, Trigger};
+use shared::segments::{rfm, run_organization, store, RunOptions, Trigger};
 use uuid::Uuid;
 
 mod common;
@@ -56,14 +56,15 @@ async fn print_conditions(database: &str) {
 }
 
 /// The plain aggregation of the window, per organization in its tenant transaction as the
-/// runtime role, every aggregate used so none is planned away; seconds over all organizations.
+/// runtime role with the run's settings (memory, no JIT), every aggregate used so none is
+/// planned away; seconds over all organizations.
 async fn plain_aggregation(app: &App, organizations: &[Uuid], as_of: NaiveDate) -> f64 {
     let window_start = rfm::window_start(as_of, rfm::DEFAULT_WINDOW_DAYS);
     let started = Instant::now();
     for organization in organizations {
         let mut conn = app.db.connection().await.unwrap();
         let tx = conn.begin(*organization).await.unwrap();
-        tx.allow_statements_for(Duration::from_secs(600)).await.unwrap();
+        store::allow_long_run(&tx).await.unwrap();
         tx.query_one(
             "SELECT count(*), sum(orders), sum(amount), max(last) FROM ( \
                  SELECT customer_id, count(*) AS orders, sum(total_amount) AS amount, max(occurred_at) AS last \
