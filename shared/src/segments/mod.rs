@@ -15,8 +15,8 @@
 //!   further back than the kept totals; or asked for, as a repair): one transaction aggregates
 //!   every purchase again and writes whatever differs, totals included. Consumers of the
 //!   organization wait for it. A baseline writes no events: it is where segments begin; over
-//!   an organization with no rows yet (the consumer keeps none before the first run) it simply
-//!   inserts them.
+//!   an organization with no window yet (the consumer keeps no totals before the first run, so
+//!   there are no rows) it simply inserts them.
 //!
 //! Segment events need no customer lock: their message group is their own (`segment:<id>`,
 //! see `events::message_group`), and the organization's segment writers are serialized.
@@ -160,7 +160,9 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         _ => {
             store::stage_totals_from_purchases(&tx, window_start).await?;
             let (population, breakpoints) = store::breakpoints(&tx, "rfm_totals", options.as_of).await?;
-            let written = if mode == Mode::Baseline && !store::has_rows(&tx).await? {
+            // No window yet: the consumer keeps no totals before the first run, so the
+            // organization has no rows to compare with (an insert over one would fail, not merge).
+            let written = if window.is_none() {
                 let counts = store::insert_baseline(&tx, breakpoints.as_ref(), options.as_of, run_id).await?;
                 let rows = counts.iter().map(|(_, n)| n.unsigned_abs()).sum();
                 Written { rows, changes: rows, events: 0, counts }

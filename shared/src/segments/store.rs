@@ -101,18 +101,6 @@ pub async fn close_window(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> any
     Ok(())
 }
 
-/// Whether the organization has any segment row (a baseline over none can simply insert).
-pub async fn has_rows(tx: &TenantTx<'_>) -> anyhow::Result<bool> {
-    let row = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM customer_segments WHERE organization_id = current_organization_id())",
-            &[],
-        )
-        .await
-        .context("looking for segment rows")?;
-    Ok(row.get(0))
-}
-
 /// Takes the completed purchases of `[from, to)` out of the window totals: what slid out of the
 /// window since the last run. Answers the customers touched.
 pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<u64> {
@@ -399,9 +387,9 @@ pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Resul
     .context("writing the totals and scores")
 }
 
-/// A baseline over an organization with no segment rows: inserts every row of `rfm_totals`,
-/// scored, in customer order (no staging, no conflicts to look for). Answers the rows written
-/// per segment code.
+/// A baseline over an organization with no segment rows (no window yet): inserts every row of
+/// `rfm_totals`, scored, in customer order (no staging, no conflicts to look for). Answers the
+/// rows written per segment code.
 pub async fn insert_baseline(
     tx: &TenantTx<'_>,
     breakpoints: Option<&RunBreakpoints>,
