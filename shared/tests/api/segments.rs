@@ -301,6 +301,24 @@ async fn a_customer_whose_totals_changed_is_rescored_even_where_no_breakpoint_mo
     assert_eq!(stored(&app, app.org_a).await, after);
 }
 
+/// Totals kept with no run recorded (a population loaded with its totals, as `devctl generate`
+/// can): the first run compares with those rows instead of inserting, and writes no events.
+#[tokio::test]
+async fn a_first_run_over_kept_totals_merges_with_them_and_writes_no_events() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 8).await;
+    run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    shop.fill(&app).await;
+    app.admin().await.execute("DELETE FROM segment_runs WHERE organization_id = $1", &[&app.org_a]).await.unwrap();
+    let events = segment_events(&app, app.org_a).await.len();
+
+    let run = run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    assert_eq!((run.mode.as_str(), run.events), ("baseline", 0));
+    assert_eq!(run.rows_written as usize, shop.customers.len());
+    assert_eq!(segment_events(&app, app.org_a).await.len(), events);
+    assert_eq!(stored(&app, app.org_a).await, shop.model(today()).1);
+}
+
 #[tokio::test]
 async fn purchases_of_one_organization_never_move_the_breakpoints_of_another() {
     let app = TestApp::spawn().await;
