@@ -364,12 +364,15 @@ pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Res
     .context("writing the scores")
 }
 
+/// The columns a from-scratch run writes: the totals, the scores and the run.
+const WRITTEN_COLUMNS: &str = "organization_id, customer_id, window_orders, window_amount, total_orders, \
+    lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, rfm_monetary, segment_code, \
+    is_vip, is_at_risk, run_id, calculated_at";
+
 /// Writes the staged totals and scores (from-scratch path), creating missing rows.
 pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
-    tx.execute(
-        "INSERT INTO customer_segments AS s (organization_id, customer_id, window_orders, window_amount, \
-             total_orders, lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, \
-             rfm_monetary, segment_code, is_vip, is_at_risk, run_id, calculated_at) \
+    let sql = format!(
+        "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
              average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now() \
          FROM rfm_changes ORDER BY customer_id \
@@ -380,11 +383,9 @@ pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Resul
              rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
              rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
              is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
-             calculated_at = EXCLUDED.calculated_at, updated_at = now()",
-        &[&run_id],
-    )
-    .await
-    .context("writing the totals and scores")
+             calculated_at = EXCLUDED.calculated_at, updated_at = now()"
+    );
+    tx.execute(&sql, &[&run_id]).await.context("writing the totals and scores")
 }
 
 /// A baseline over an organization with no segment rows (no window yet): inserts every row of
@@ -398,9 +399,7 @@ pub async fn insert_baseline(
 ) -> anyhow::Result<Vec<(Option<SegmentCode>, i64)>> {
     let sql = format!(
         "WITH written AS ( \
-             INSERT INTO customer_segments (organization_id, customer_id, window_orders, window_amount, \
-                 total_orders, lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, \
-                 rfm_monetary, segment_code, is_vip, is_at_risk, run_id, calculated_at) \
+             INSERT INTO customer_segments ({WRITTEN_COLUMNS}) \
              SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, \
                  lifetime_value, average_order_value, last_purchase_at, r, f, m, new_segment, new_vip, new_risk, \
                  $5, now() \
