@@ -46,9 +46,9 @@ bench_events() {
 }
 
 bench_server() {
-  step "building the server and the server benchmark (release)"
-  cargo build --release --workspace --bin customer-server
-  SERVER_BIN=$CARGO_TARGET_DIR/release/customer-server cargo bench --workspace --bench server
+  step "building the server (profile fast, as its image) and the server benchmark"
+  cargo build --profile fast --workspace --bin customer-server
+  SERVER_BIN=$CARGO_TARGET_DIR/fast/customer-server cargo bench --workspace --bench server
 }
 
 bench_relay() {
@@ -59,10 +59,10 @@ bench_relay() {
 
 bench_rfm() {
   local prefix=${BENCH_DATABASE:-cs_bench_rfm} database population organizations customers
-  step "building (release) devctl and the rfm benchmark"
-  cargo build --release --workspace --bin devctl
+  step "building devctl (profile fast) and the rfm benchmark"
+  cargo build --profile fast --workspace --bin devctl
   cargo bench --workspace --bench rfm --no-run
-  local devctl=$CARGO_TARGET_DIR/release/devctl
+  local devctl=$CARGO_TARGET_DIR/fast/devctl
   # One population at a time: a million customers take about 7 GB (purchases, their indexes,
   # the search tables, WAL).
   for population in ${RFM_BENCH_POPULATIONS:-1:1000000 100:1000000}; do
@@ -86,8 +86,9 @@ bench_rfm() {
 }
 
 bench_coldstart() {
-  step "building every function (release) and the cold start benchmark"
-  cargo build --release --workspace --bins
+  step "building every function (release: what a Lambda runs) and the cold start benchmark"
+  # One package, and binary, per directory under functions/.
+  cargo build --release --workspace $(printf -- '--bin %s ' $(ls functions))
   BIN_DIR=$CARGO_TARGET_DIR/release cargo bench --workspace --bench coldstart
 }
 
@@ -106,8 +107,8 @@ bench_all() {
     fi | tee /dev/stderr | grep -v $'^\033\\[1;34m==>' >"$results/$name.txt"
   done
   step "writing BENCHMARKS.md and docs/benchmarks/"
-  cargo build --release --workspace --bin devctl
-  "$CARGO_TARGET_DIR/release/devctl" bench-report --results "$results"
+  cargo build --profile fast --workspace --bin devctl
+  "$CARGO_TARGET_DIR/fast/devctl" bench-report --results "$results"
 }
 
 name=${1:-}

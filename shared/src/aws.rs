@@ -8,6 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 /// Settings as a deployed function sees them: the execution role, the region, and
 /// `AWS_ENDPOINT_URL` when set.
@@ -26,7 +27,10 @@ pub async fn for_emulator(endpoint: &str) -> SdkConfig {
 }
 
 fn loader() -> ConfigLoader {
+    let https =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(1))

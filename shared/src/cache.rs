@@ -118,7 +118,7 @@ impl Cache {
         let url = url.expose();
         if url.starts_with("rediss://") {
             // rustls needs one process-wide provider; an earlier install is as good.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(url)
             .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid redis:// or rediss:// address"))?;

@@ -6,14 +6,7 @@ use local_aws::{create_queues, RetryPolicy};
 /// A client of the emulator, with its dummy credentials.
 async fn emulator() -> aws_sdk_sqs::Client {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "emulator"))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await)
 }
 
 #[tokio::test]

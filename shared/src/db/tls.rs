@@ -1,4 +1,4 @@
-//! TLS of PostgreSQL connections, with rustls and aws-lc-rs: libpq's `sslmode` and
+//! TLS of PostgreSQL connections, with rustls and ring: libpq's `sslmode` and
 //! `sslrootcert`, of which tokio-postgres itself knows only `disable`, `prefer` and `require`.
 
 use std::fmt;
@@ -99,7 +99,7 @@ impl Tls {
     /// The rustls connector for these settings. Reads the CA bundle now, so a missing or empty
     /// bundle fails at cold start rather than at the first connection.
     pub fn connector(&self) -> anyhow::Result<MakeRustlsConnect> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, &self.root_cert) {
             (TlsMode::VerifyCa | TlsMode::VerifyFull, None) => bail!(
                 "sslmode={} needs the CA bundle to verify the server against (sslrootcert, or \

@@ -17,7 +17,7 @@ use shared::db::Db;
 use shared::events::Relay;
 use shared::http::AppState;
 use tower::ServiceExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret";
@@ -423,11 +423,13 @@ impl CapturedLogs {
     pub fn start() -> Self {
         let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = buffer.clone();
+        let filter = shared::telemetry::without_statement_parameters("trace".parse().expect("a level"));
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(shared::telemetry::without_statement_parameters(EnvFilter::new("trace")))
+            .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_writer(move || BufferWriter(writer.clone()))
-            .finish();
+            .finish()
+            .with(filter);
         Self { buffer, _guard: tracing::subscriber::set_default(subscriber) }
     }
 
