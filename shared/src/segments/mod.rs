@@ -41,6 +41,7 @@ use crate::error::ApiError;
 use crate::events::{self, types};
 use crate::paging::{ListResponse, PageRequest};
 use model::{CustomerSegment, SegmentMember, SegmentRun, SegmentSummary, SegmentsOverview};
+use store::Totals;
 
 crate::text_enum! {
     /// The RFM segment of a customer (seed 002's `segment_code`).
@@ -145,7 +146,8 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     let (population, breakpoints, written) = match (mode, window, previous) {
         (Mode::Incremental, Some(window), Some(previous)) => {
             store::slide_window(&tx, window.counted_from, window_start).await?;
-            let (population, breakpoints) = store::breakpoints(&tx, "customer_segments", options.as_of).await?;
+            let store::Population { scored, breakpoints, segments } =
+                store::population(&tx, Totals::Kept, options.as_of).await?;
             let moved = match (&previous.breakpoints, &breakpoints) {
                 (Some(before), Some(now)) => {
                     Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of))
@@ -154,12 +156,13 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
             };
             let candidates = moved.as_ref().map(|moved| (window.scored_through, moved));
             store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of, candidates).await?;
-            let written = write_staged(&tx, run_id, mode).await?;
-            (population, breakpoints, written)
+            let written = write_staged(&tx, run_id, mode, segments).await?;
+            (scored, breakpoints, written)
         }
         _ => {
             store::stage_totals_from_purchases(&tx, window_start).await?;
-            let (population, breakpoints) = store::breakpoints(&tx, "rfm_totals", options.as_of).await?;
+            let store::Population { scored, breakpoints, .. } =
+                store::population(&tx, Totals::Aggregated, options.as_of).await?;
             // No window yet: the consumer keeps no totals before the first run, so the
             // organization has no rows to compare with (an insert over one would fail, not merge).
             let written = if window.is_none() {
@@ -168,9 +171,9 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
                 Written { rows, changes: rows, events: 0, counts }
             } else {
                 store::stage_all_changes(&tx, breakpoints.as_ref(), options.as_of).await?;
-                write_staged(&tx, run_id, mode).await?
+                write_staged(&tx, run_id, mode, None).await?
             };
-            (population, breakpoints, written)
+            (scored, breakpoints, written)
         }
     };
     store::close_window(&tx, window_start).await?;
@@ -226,17 +229,44 @@ struct Written {
 }
 
 /// Writes the staged changes: an event per changed segment (none from a baseline, where
-/// segments begin), then the rows (the incremental path writes scores only).
-async fn write_staged(tx: &crate::db::TenantTx<'_>, run_id: Uuid, mode: Mode) -> anyhow::Result<Written> {
-    let changes = store::staged_segment_changes(tx).await?;
+/// segments begin), then the rows (the incremental path writes scores only). Counts the
+/// segments from `before` and the staged moves when given (every row was there before),
+/// else over the written rows.
+async fn write_staged(
+    tx: &crate::db::TenantTx<'_>,
+    run_id: Uuid,
+    mode: Mode,
+    before: Option<Vec<(Option<SegmentCode>, i64)>>,
+) -> anyhow::Result<Written> {
+    let moves = store::staged_segment_moves(tx).await?;
+    let changes = moves.iter().map(|moved| moved.customers.unsigned_abs()).sum();
     let events = if mode == Mode::Baseline { 0 } else { store::record_segment_events(tx, run_id).await? };
     let rows = if mode == Mode::Incremental {
         store::apply_score_changes(tx, run_id).await?
     } else {
         store::apply_all_changes(tx, run_id).await?
     };
-    let counts = store::segment_counts(tx).await?;
+    let counts = match before {
+        Some(before) => after_moves(before, &moves),
+        None => store::segment_counts(tx).await?,
+    };
     Ok(Written { rows, changes, events, counts })
+}
+
+/// Customers per segment code once `moves` are applied to `counts`.
+fn after_moves(
+    mut counts: Vec<(Option<SegmentCode>, i64)>,
+    moves: &[store::SegmentMove],
+) -> Vec<(Option<SegmentCode>, i64)> {
+    for moved in moves {
+        for (code, delta) in [(moved.from, -moved.customers), (moved.to, moved.customers)] {
+            match counts.iter_mut().find(|(counted, _)| *counted == code) {
+                Some((_, n)) => *n += delta,
+                None => counts.push((code, delta)),
+            }
+        }
+    }
+    counts
 }
 
 /// What the nightly job did.

@@ -149,42 +149,85 @@ fn recency_days_sql(as_of: &str) -> String {
     format!("greatest(0, {as_of}::date - (t.last_purchase_at AT TIME ZONE 'UTC')::date)")
 }
 
-/// The breakpoints of the window population of `source` (`customer_segments` or `rfm_totals`),
-/// and its size.
-pub async fn breakpoints(
-    tx: &TenantTx<'_>,
-    source: &str,
-    as_of: NaiveDate,
-) -> anyhow::Result<(i64, Option<RunBreakpoints>)> {
+/// Where a run's per-customer totals come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Totals {
+    /// `customer_segments`, kept by the consumer (the incremental path).
+    Kept,
+    /// `rfm_totals`, aggregated from the purchases (the from-scratch path).
+    Aggregated,
+}
+
+impl Totals {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Kept => "customer_segments",
+            Self::Aggregated => "rfm_totals",
+        }
+    }
+}
+
+/// What a run scores against, read in one pass over its totals.
+#[derive(Debug)]
+pub struct Population {
+    /// Customers with a purchase in the window.
+    pub scored: i64,
+    pub breakpoints: Option<RunBreakpoints>,
+    /// Over kept totals: customers per segment code before the run writes (`None`: not scored).
+    pub segments: Option<Vec<(Option<SegmentCode>, i64)>>,
+}
+
+/// The breakpoints of the window population of `totals` and its size; over kept totals also
+/// the customers per segment code, so a run can count its segments from its own changes.
+pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> anyhow::Result<Population> {
     let rounded = |column: &str| {
         format!("ARRAY(SELECT round(v::numeric, 2) FROM unnest({column}) WITH ORDINALITY AS u(v, i) ORDER BY i)")
     };
     let percentiles = format!("percentile_cont('{{{}}}'::float8[])", rfm::PERCENTILES.map(|p| p.to_string()).join(","));
+    let in_window = "FILTER (WHERE t.window_orders > 0)";
+    let codes: Vec<Option<SegmentCode>> =
+        std::iter::once(None).chain(SegmentCode::ALL.iter().copied().map(Some)).collect();
+    let counted = |code: &Option<SegmentCode>| match code {
+        Some(code) => format!("t.segment_code = '{}'", code.as_str()),
+        None => "t.segment_code IS NULL".to_string(),
+    };
+    let (counts, count_columns): (String, String) = match totals {
+        Totals::Kept => codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| (format!(", count(*) FILTER (WHERE {}) AS c{i}", counted(code)), format!(", c{i}")))
+            .unzip(),
+        Totals::Aggregated => Default::default(),
+    };
     let sql = format!(
-        "SELECT n, {}, {}, {} FROM ( \
-             SELECT count(*) AS n, \
-                 {percentiles} WITHIN GROUP (ORDER BY {}) AS r, \
-                 {percentiles} WITHIN GROUP (ORDER BY t.window_orders) AS f, \
-                 {percentiles} WITHIN GROUP (ORDER BY t.window_amount) AS m \
-             FROM {source} t WHERE t.window_orders > 0) AS p",
+        "SELECT n, {}, {}, {}{count_columns} FROM ( \
+             SELECT count(*) {in_window} AS n, \
+                 {percentiles} WITHIN GROUP (ORDER BY {}) {in_window} AS r, \
+                 {percentiles} WITHIN GROUP (ORDER BY t.window_orders) {in_window} AS f, \
+                 {percentiles} WITHIN GROUP (ORDER BY t.window_amount) {in_window} AS m \
+                 {counts} \
+             FROM {} t) AS p",
         rounded("r"),
         rounded("f"),
         rounded("m"),
         recency_days_sql("$1"),
+        totals.table(),
     );
     let row = tx.query_one(&sql, &[&as_of]).await.context("computing the breakpoints")?;
-    let population: i64 = row.get(0);
+    let scored: i64 = row.get(0);
     let array = |i: usize| -> Option<Breakpoints> {
-        let values: Vec<Decimal> = row.get(i);
-        <[Decimal; 4]>::try_from(values).ok().map(Breakpoints)
+        let values: Option<Vec<Decimal>> = row.get(i);
+        values.and_then(|values| <[Decimal; 4]>::try_from(values).ok()).map(Breakpoints)
     };
     let breakpoints = match (array(1), array(2), array(3)) {
-        (Some(recency), Some(frequency), Some(monetary)) if population > 0 => {
+        (Some(recency), Some(frequency), Some(monetary)) if scored > 0 => {
             Some(RunBreakpoints { recency, frequency, monetary })
         }
         _ => None,
     };
-    Ok((population, breakpoints))
+    let segments = (totals == Totals::Kept)
+        .then(|| codes.iter().enumerate().map(|(i, code)| (*code, row.get::<_, i64>(4 + i))).collect());
+    Ok(Population { scored, breakpoints, segments })
 }
 
 /// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
@@ -341,13 +384,25 @@ pub async fn stage_all_changes(
     tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers from scratch")
 }
 
-/// How many of the staged changes change a segment.
-pub async fn staged_segment_changes(tx: &TenantTx<'_>) -> anyhow::Result<u64> {
-    let row = tx
-        .query_one("SELECT count(*) FROM rfm_changes WHERE segment_code IS DISTINCT FROM old_segment", &[])
+/// The staged segment changes: how many customers move from each code to each other.
+pub async fn staged_segment_moves(tx: &TenantTx<'_>) -> anyhow::Result<Vec<SegmentMove>> {
+    let rows = tx
+        .query(
+            "SELECT old_segment, segment_code, count(*) FROM rfm_changes \
+             WHERE segment_code IS DISTINCT FROM old_segment GROUP BY 1, 2",
+            &[],
+        )
         .await
         .context("counting segment changes")?;
-    Ok(row.get::<_, i64>(0).unsigned_abs())
+    Ok(rows.iter().map(|row| SegmentMove { from: row.get(0), to: row.get(1), customers: row.get(2) }).collect())
+}
+
+/// Customers moving from one segment code to another (`None`: not scored).
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentMove {
+    pub from: Option<SegmentCode>,
+    pub to: Option<SegmentCode>,
+    pub customers: i64,
 }
 
 /// Writes the staged scores (incremental path: the totals stay the consumer's). Answers how
