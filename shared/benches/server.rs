@@ -1,7 +1,8 @@
-//! Container server benchmark: the release `customer-server` binary as a process of its own on
-//! loopback ports, loaded from this process by N callers, each on its own gRPC channel or HTTP
-//! connection, next to the same SQL run directly on tokio-postgres (the floor): the same
-//! statements, each in a transaction that sets the tenant, over a pool as large as the server's.
+//! Container server benchmark: the `customer-server` binary (profile `fast`, as its image) as a
+//! process of its own on loopback ports, loaded from this process by N callers, each on its own
+//! gRPC channel or HTTP connection, next to the same SQL run directly on tokio-postgres (the
+//! floor): the same statements, each in a transaction that sets the tenant, over a pool as large
+//! as the server's.
 //! Workloads: `UseCredit` on one hot account and on 10,000, `GetCustomer`, `BatchGetCustomers`
 //! (50 ids), HTTP `GET /api/v1/customers/{id}` and HTTP `POST .../credit/usages`, at 1, 8 and 64
 //! callers. Each cell alternates the two paths in rounds, and which of them goes first.
@@ -358,7 +359,7 @@ async fn run() {
             (
                 "server",
                 format!(
-                    "{bin} (release), process {}, RUST_LOG=warn, no OUTBOX_QUEUE_URL (events stay in the outbox)",
+                    "{bin} (profile fast, as its image), process {}, RUST_LOG=warn, no OUTBOX_QUEUE_URL (events stay in the outbox)",
                     server.pid()
                 ),
             ),
