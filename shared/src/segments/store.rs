@@ -158,9 +158,7 @@ pub async fn stage_totals_from_purchases(tx: &TenantTx<'_>, window_start: DateTi
                FROM purchases GROUP BY customer_id) AS aggregated",
         window_start = "$1::timestamptz"
     );
-    let staged = tx.execute(&sql, &[&window_start]).await.context("aggregating the purchases")?;
-    tx.execute("ANALYZE rfm_totals", &[]).await.context("analyzing the totals")?;
-    Ok(staged)
+    tx.execute(&sql, &[&window_start]).await.context("aggregating the purchases")
 }
 
 /// The recency in days of a source row as of `$as_of`.
@@ -377,12 +375,15 @@ pub async fn stage_score_changes(
 }
 
 /// Stages the rows of `rfm_totals` whose totals, scores, segment or flags differ from
-/// `customer_segments` (the from-scratch path). Answers how many.
+/// `customer_segments` (the from-scratch path). Answers how many. The totals are analyzed
+/// first, for the join's plan; a baseline that only inserts them needs no statistics (the
+/// analysis cost 13 ms of each 130 ms first run over 10,000 customers).
 pub async fn stage_all_changes(
     tx: &TenantTx<'_>,
     breakpoints: Option<&RunBreakpoints>,
     as_of: NaiveDate,
 ) -> anyhow::Result<u64> {
+    tx.execute("ANALYZE rfm_totals", &[]).await.context("analyzing the totals")?;
     create_changes(tx).await?;
     let sql = format!(
         "INSERT INTO rfm_changes (customer_id, window_orders, window_amount, total_orders, lifetime_value, \
