@@ -41,7 +41,7 @@ use crate::error::ApiError;
 use crate::events::{self, types};
 use crate::paging::{ListResponse, PageRequest};
 use model::{CustomerSegment, SegmentMember, SegmentRun, SegmentSummary, SegmentsOverview};
-use store::Totals;
+use store::{SegmentCounts, Totals};
 
 crate::text_enum! {
     /// The RFM segment of a customer (seed 002's `segment_code`).
@@ -225,7 +225,7 @@ struct Written {
     rows: u64,
     changes: u64,
     events: u64,
-    counts: Vec<(Option<SegmentCode>, i64)>,
+    counts: SegmentCounts,
 }
 
 /// Writes the staged changes: an event per changed segment (none from a baseline, where
@@ -236,7 +236,7 @@ async fn write_staged(
     tx: &crate::db::TenantTx<'_>,
     run_id: Uuid,
     mode: Mode,
-    before: Option<Vec<(Option<SegmentCode>, i64)>>,
+    before: Option<SegmentCounts>,
 ) -> anyhow::Result<Written> {
     let moves = store::staged_segment_moves(tx).await?;
     let changes = moves.iter().map(|moved| moved.customers.unsigned_abs()).sum();
@@ -254,10 +254,7 @@ async fn write_staged(
 }
 
 /// Customers per segment code once `moves` are applied to `counts`.
-fn after_moves(
-    mut counts: Vec<(Option<SegmentCode>, i64)>,
-    moves: &[store::SegmentMove],
-) -> Vec<(Option<SegmentCode>, i64)> {
+fn after_moves(mut counts: SegmentCounts, moves: &[store::SegmentMove]) -> SegmentCounts {
     for moved in moves {
         for (code, delta) in [(moved.from, -moved.customers), (moved.to, moved.customers)] {
             match counts.iter_mut().find(|(counted, _)| *counted == code) {

@@ -166,6 +166,9 @@ fn recency_days_sql(as_of: &str) -> String {
     format!("greatest(0, {as_of}::date - (t.last_purchase_at AT TIME ZONE 'UTC')::date)")
 }
 
+/// Customers per segment code (`None`: not scored yet).
+pub type SegmentCounts = Vec<(Option<SegmentCode>, i64)>;
+
 /// Where a run's per-customer totals come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Totals {
@@ -190,8 +193,8 @@ pub struct Population {
     /// Customers with a purchase in the window.
     pub scored: i64,
     pub breakpoints: Option<RunBreakpoints>,
-    /// Over kept totals: customers per segment code before the run writes (`None`: not scored).
-    pub segments: Option<Vec<(Option<SegmentCode>, i64)>>,
+    /// Over kept totals: customers per segment code before the run writes.
+    pub segments: Option<SegmentCounts>,
 }
 
 /// The breakpoints of the window population of `totals` and its size; over kept totals also
@@ -472,7 +475,7 @@ pub async fn insert_baseline(
     breakpoints: Option<&RunBreakpoints>,
     as_of: NaiveDate,
     run_id: Uuid,
-) -> anyhow::Result<Vec<(Option<SegmentCode>, i64)>> {
+) -> anyhow::Result<SegmentCounts> {
     let sql = format!(
         "WITH written AS ( \
              INSERT INTO customer_segments ({WRITTEN_COLUMNS}) \
@@ -514,8 +517,8 @@ pub async fn record_segment_events(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::R
     .context("writing segment events to the outbox")
 }
 
-/// Customers per segment code (`None`: not scored yet).
-pub async fn segment_counts(tx: &TenantTx<'_>) -> anyhow::Result<Vec<(Option<SegmentCode>, i64)>> {
+/// Customers per segment code, counted over the rows.
+pub async fn segment_counts(tx: &TenantTx<'_>) -> anyhow::Result<SegmentCounts> {
     let rows = tx
         .query("SELECT segment_code, count(*) FROM customer_segments GROUP BY segment_code ORDER BY 1", &[])
         .await
