@@ -480,23 +480,29 @@ pub struct OverdueUsage {
 }
 
 /// Marks this organization's pending usages due before `today` as overdue, with a movement
-/// each. Locks the affected accounts first, in id order, to keep the one lock order.
+/// each. Locks the affected accounts first, in id order, to keep the one lock order, then marks
+/// the usages of those accounts only: a usage committed between the two statements belongs to
+/// an account not locked here, whose movements are another writer's to order.
 pub async fn mark_overdue(tx: &TenantTx<'_>, today: NaiveDate, actor: &str) -> Result<Vec<OverdueUsage>, ApiError> {
-    tx.execute(
-        "SELECT 1 FROM credit_accounts a
-         WHERE a.organization_id = $1 AND EXISTS (
-             SELECT 1 FROM credit_usages u
-             WHERE u.organization_id = $1 AND u.credit_account_id = a.credit_account_id
-               AND u.status = 'pending' AND u.due_date < $2)
-         ORDER BY a.credit_account_id
-         FOR UPDATE",
-        &[&tx.organization_id(), &today],
-    )
-    .await
-    .context("locking accounts with due usages")?;
+    let locked: Vec<Uuid> = tx
+        .query(
+            "SELECT a.credit_account_id FROM credit_accounts a
+             WHERE a.organization_id = $1 AND EXISTS (
+                 SELECT 1 FROM credit_usages u
+                 WHERE u.organization_id = $1 AND u.credit_account_id = a.credit_account_id
+                   AND u.status = 'pending' AND u.due_date < $2)
+             ORDER BY a.credit_account_id
+             FOR UPDATE",
+            &[&tx.organization_id(), &today],
+        )
+        .await
+        .context("locking accounts with due usages")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     let sql = "WITH due AS (
             UPDATE credit_usages SET status = 'overdue'
-            WHERE organization_id = $1 AND status = 'pending' AND due_date < $2
+            WHERE organization_id = $1 AND status = 'pending' AND due_date < $2 AND credit_account_id = ANY($4)
             RETURNING *
          ), movement AS (
             INSERT INTO credit_movements (movement_id, organization_id, credit_account_id, kind, amount,
@@ -507,7 +513,8 @@ pub async fn mark_overdue(tx: &TenantTx<'_>, today: NaiveDate, actor: &str) -> R
          )
          SELECT a.customer_id, d.* FROM due d JOIN credit_accounts a USING (credit_account_id)
          ORDER BY d.credit_account_id, d.usage_seq";
-    let rows = tx.query(sql, &[&tx.organization_id(), &today, &actor]).await.context("marking usages overdue")?;
+    let rows =
+        tx.query(sql, &[&tx.organization_id(), &today, &actor, &locked]).await.context("marking usages overdue")?;
     let overdue: Vec<OverdueUsage> = rows
         .iter()
         .map(|row| OverdueUsage { customer_id: row.get("customer_id"), usage: usage_from_row(row) })
