@@ -252,50 +252,74 @@ pub async fn use_credit(
     let mut conn = app.db.connection().await?;
     let data = json!({ "customer_id": customer_id, "order_id": order_id, "amount": amount });
     let event = OutboxEvent::new(caller.organization_id, types::CREDIT_USED, customer_id, data)?;
-    let refused = {
+    let tx = conn.begin(caller.organization_id).await?;
+    let mut refused = match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
+        Ok(usage) => {
+            app.commit(tx).await?;
+            return Ok(Written::Created(usage));
+        }
+        Err(refused) => refused,
+    };
+    drop(tx);
+    // Nothing was written (a unique violation aborted the transaction): explain why in a new
+    // one, from the account as it is now, locked. When the account now takes the use (it was
+    // reactivated or paid meanwhile), the use is made under that lock rather than refused for
+    // a reason that no longer holds.
+    for _ in 0..3 {
         let tx = conn.begin(caller.organization_id).await?;
+        if let Some((charged_customer, usage)) = store::find_usage_by_order(&tx, order_id).await? {
+            return replayed_use(customer_id, amount, charged_customer, usage);
+        }
+        if matches!(refused, UseRefused::OrderTaken) {
+            return Err(ApiError::Unexpected(anyhow::anyhow!("an order's usage vanished after a unique violation")));
+        }
+        let account = store::lock_account(&tx, customer_id).await?;
+        if account.status != CreditStatus::Approved {
+            return Err(ApiError::Rejected {
+                code: "credit_not_approved",
+                detail: format!("The credit account is {}, not approved.", account.status),
+                extra: json!({ "account_status": account.status }),
+            });
+        }
+        if amount > account.credit_available {
+            return Err(ApiError::Rejected {
+                code: "insufficient_credit",
+                detail: format!("Only {} of credit is available.", account.credit_available),
+                extra: json!({ "credit_available": account.credit_available }),
+            });
+        }
         match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
             Ok(usage) => {
                 app.commit(tx).await?;
                 return Ok(Written::Created(usage));
             }
-            Err(refused) => refused,
+            Err(again) => refused = again,
         }
-    };
-    // Nothing was written (a unique violation aborted the transaction): explain why in a new one.
-    let tx = conn.begin(caller.organization_id).await?;
-    if let Some((charged_customer, usage)) = store::find_usage_by_order(&tx, order_id).await? {
-        return if charged_customer == customer_id && usage.amount == amount {
-            match usage.status {
-                UsageStatus::Cancelled => Err(ApiError::Conflict {
-                    code: "order_released",
-                    detail: "This order's credit was released; charge it under a new order id.",
-                }),
-                _ => Ok(Written::Replayed(usage)),
-            }
-        } else {
-            Err(ApiError::Conflict {
-                code: "order_amount_mismatch",
-                detail: "This order was already charged with another amount or to another customer.",
-            })
-        };
     }
-    if matches!(refused, UseRefused::OrderTaken) {
-        return Err(ApiError::Unexpected(anyhow::anyhow!("an order's usage vanished after a unique violation")));
-    }
-    let account = store::find_account(&tx, customer_id).await?.ok_or(ApiError::NotFound)?;
-    if account.status != CreditStatus::Approved {
-        return Err(ApiError::Rejected {
-            code: "credit_not_approved",
-            detail: format!("The credit account is {}, not approved.", account.status),
-            extra: json!({ "account_status": account.status }),
+    Err(ApiError::Unexpected(anyhow::anyhow!("a use was refused three times by an account that takes it")))
+}
+
+/// The answer to a use of an order that already has a usage: its replay when it is the same
+/// use, else a conflict.
+fn replayed_use(
+    customer_id: Uuid,
+    amount: Money,
+    charged_customer: Uuid,
+    usage: CreditUsage,
+) -> Result<Written<CreditUsage>, ApiError> {
+    if charged_customer != customer_id || usage.amount != amount {
+        return Err(ApiError::Conflict {
+            code: "order_amount_mismatch",
+            detail: "This order was already charged with another amount or to another customer.",
         });
     }
-    Err(ApiError::Rejected {
-        code: "insufficient_credit",
-        detail: format!("Only {} of credit is available.", account.credit_available),
-        extra: json!({ "credit_available": account.credit_available }),
-    })
+    match usage.status {
+        UsageStatus::Cancelled => Err(ApiError::Conflict {
+            code: "order_released",
+            detail: "This order's credit was released; charge it under a new order id.",
+        }),
+        _ => Ok(Written::Replayed(usage)),
+    }
 }
 
 /// Releases an order's usage; releasing it again is a no-op that answers the released usage.

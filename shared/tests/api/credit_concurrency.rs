@@ -361,3 +361,37 @@ async fn limit_changes_suspensions_and_the_overdue_job_in_flight_keep_the_invari
     assert_eq!(after.status, 201, "a use after the race: {}", after.body);
     assert_credit_invariants(&app).await;
 }
+
+/// A use refused while the account was suspended, explained after a reactivation, once
+/// answered `insufficient_credit` with far more than the amount available. Every answer must
+/// agree with itself: a use goes through, or is refused for a reason its own body shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_use_is_explained_by_the_state_that_refuses_it() {
+    let app = Arc::new(TestApp::spawn().await);
+    let customer = app.approved_account(app.org_a, "1000.00", 30).await;
+    let path = format!("/api/v1/customers/{customer}/credit");
+    let (mut used, mut not_approved) = (0, 0);
+    for _ in 0..30 {
+        let mut calls = vec![
+            (Method::POST, format!("{path}/suspend"), Some(json!({"reason": "review"})), None),
+            (Method::POST, format!("{path}/reactivate"), Some(json!({"reason": "cleared"})), None),
+        ];
+        for _ in 0..6 {
+            let body = json!({"order_id": Uuid::new_v4(), "amount": "1.00"});
+            calls.push((Method::POST, format!("{path}/usages"), Some(body), None));
+        }
+        for (status, body) in all_at_once(&app, calls).await.into_iter().skip(2) {
+            match status {
+                201 => used += 1,
+                422 if body["code"] == "credit_not_approved" => {
+                    assert_ne!(body["account_status"], "approved", "{body}");
+                    not_approved += 1;
+                }
+                _ => panic!("a 1.00 use of a 1000.00 account answered {status}: {body}"),
+            }
+        }
+        app.as_org(app.org_a, Method::POST, &format!("{path}/reactivate"), Some(json!({"reason": "cleared"}))).await;
+    }
+    eprintln!("{used} uses went through, {not_approved} met a suspension");
+    assert_credit_invariants(&app).await;
+}
