@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -251,13 +252,16 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
 }
 
 /// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
-/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (numeric[]) as
-/// of `$4`. (`OFFSET 0` keeps the scores computed once per row: the rules read them many times.)
+/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (in hundredths,
+/// see [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths
+/// (`x`), so that its 24 comparisons are of whole numbers: scoring a million rows took 1.8 s
+/// comparing `numeric` values and recomputing the recency at each use, 1.0 s so. (`OFFSET 0`
+/// keeps each subquery evaluated once per row.)
 fn scored_sql(source: &str, filter: &str) -> String {
     let days = recency_days_sql("$4");
-    let r = rfm::score_sql("x.days", "($1::numeric[])", Better::Lower);
-    let f = rfm::score_sql("t.window_orders", "($2::numeric[])", Better::Higher);
-    let m = rfm::score_sql("t.window_amount", "($3::numeric[])", Better::Higher);
+    let r = rfm::score_sql("x.recency", "($1::bigint[])", Better::Lower);
+    let f = rfm::score_sql("x.frequency", "($2::bigint[])", Better::Higher);
+    let m = rfm::score_sql("x.monetary", "($3::bigint[])", Better::Higher);
     let case = rfm::rules_case_sql("sc.r", "sc.f", "sc.m");
     let (vip, risk) = rfm::flags_sql("sc.r", "sc.f", "sc.m");
     format!(
@@ -265,9 +269,23 @@ fn scored_sql(source: &str, filter: &str) -> String {
          FROM (SELECT t.*, CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
                       CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
                       CASE WHEN t.window_orders > 0 THEN {m} END AS m \
-               FROM {source} t CROSS JOIN LATERAL (SELECT {days} AS days) x \
+               FROM {source} t CROSS JOIN LATERAL ( \
+                   SELECT {days}::bigint * 100 AS recency, t.window_orders::bigint * 100 AS frequency, \
+                       (t.window_amount * 100)::bigint AS monetary OFFSET 0) x \
                WHERE {filter} OFFSET 0) sc"
     )
+}
+
+/// The breakpoints as [`scored_sql`] takes them: in hundredths, exact since they have two
+/// decimals.
+fn scoring_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<i64>>; 3] {
+    let hundredths = |b: &Breakpoints| {
+        b.0.iter().map(|value| (value.round_dp(2) * Decimal::ONE_HUNDRED).to_i64().unwrap_or(i64::MAX)).collect()
+    };
+    match breakpoints {
+        Some(b) => [Some(hundredths(&b.recency)), Some(hundredths(&b.frequency)), Some(hundredths(&b.monetary))],
+        None => [None, None, None],
+    }
 }
 
 fn breakpoint_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<Decimal>>; 3] {
@@ -366,7 +384,7 @@ pub async fn stage_score_changes(
                (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
         scored_sql("customer_segments", &filter)
     );
-    let [r, f, m] = breakpoint_params(breakpoints);
+    let [r, f, m] = scoring_params(breakpoints);
     let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
     params
         .extend(candidates.map(|(scored_through, moved)| candidate_params(scored_through, moved)).unwrap_or_default());
@@ -403,7 +421,7 @@ pub async fn stage_all_changes(
                 s.is_at_risk)",
         scored_sql("rfm_totals", "true")
     );
-    let [r, f, m] = breakpoint_params(breakpoints);
+    let [r, f, m] = scoring_params(breakpoints);
     tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers from scratch")
 }
 
@@ -443,17 +461,19 @@ pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Res
     .context("writing the scores")
 }
 
-/// The columns a from-scratch run writes: the totals, the scores and the run.
+/// The columns a from-scratch run writes: the totals, the scores and the run. A row it creates
+/// is scored by it, so its `totals_version` is 0 (below the run's mark) rather than a version
+/// drawn from the sequence, which cost a million `nextval` calls in a first run.
 const WRITTEN_COLUMNS: &str = "organization_id, customer_id, window_orders, window_amount, total_orders, \
     lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, rfm_monetary, segment_code, \
-    is_vip, is_at_risk, run_id, calculated_at";
+    is_vip, is_at_risk, run_id, calculated_at, totals_version";
 
 /// Writes the staged totals and scores (from-scratch path), creating missing rows.
 pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
     let sql = format!(
         "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now() \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now(), 0 \
          FROM rfm_changes ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
              window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
@@ -481,13 +501,13 @@ pub async fn insert_baseline(
              INSERT INTO customer_segments ({WRITTEN_COLUMNS}) \
              SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, \
                  lifetime_value, average_order_value, last_purchase_at, r, f, m, new_segment, new_vip, new_risk, \
-                 $5, now() \
+                 $5, now(), 0 \
              FROM ({}) n ORDER BY customer_id \
              RETURNING segment_code) \
          SELECT segment_code, count(*) FROM written GROUP BY segment_code ORDER BY 1",
         scored_sql("rfm_totals", "true")
     );
-    let [r, f, m] = breakpoint_params(breakpoints);
+    let [r, f, m] = scoring_params(breakpoints);
     let rows = tx.query(&sql, &[&r, &f, &m, &as_of, &run_id]).await.context("writing the first scores")?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
@@ -648,7 +668,7 @@ pub async fn rescore_one(
     let Some(before) = find(tx, customer_id).await? else {
         return Ok(None);
     };
-    let [r, f, m] = breakpoint_params(run.breakpoints.as_ref().map(|b| b.to_run()).as_ref());
+    let [r, f, m] = scoring_params(run.breakpoints.as_ref().map(|b| b.to_run()).as_ref());
     let sql = format!(
         "UPDATE customer_segments s SET rfm_recency = n.r, rfm_frequency = n.f, rfm_monetary = n.m, \
              segment_code = n.new_segment, is_vip = n.new_vip, is_at_risk = n.new_risk, run_id = $6, \
