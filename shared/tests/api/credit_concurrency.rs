@@ -131,7 +131,14 @@ async fn mixed_workload(
                             assert!(["order_amount_mismatch", "order_released"].contains(&code), "{}", response.body)
                         }
                         StatusCode::UNPROCESSABLE_ENTITY => {
-                            assert_eq!(response.code(), "insufficient_credit")
+                            assert_eq!(response.code(), "insufficient_credit");
+                            let available: Decimal =
+                                response.body["credit_available"].as_str().unwrap().parse().unwrap();
+                            assert!(
+                                available < Decimal::new(cents as i64, 2),
+                                "refused {cents} cents: {}",
+                                response.body
+                            );
                         }
                         other => panic!("use answered {other}: {}", response.body),
                     }
