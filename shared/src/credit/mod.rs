@@ -252,48 +252,44 @@ pub async fn use_credit(
     let mut conn = app.db.connection().await?;
     let data = json!({ "customer_id": customer_id, "order_id": order_id, "amount": amount });
     let event = OutboxEvent::new(caller.organization_id, types::CREDIT_USED, customer_id, data)?;
-    let tx = conn.begin(caller.organization_id).await?;
-    let mut refused = match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
-        Ok(usage) => {
-            app.commit(tx).await?;
-            return Ok(Written::Created(usage));
-        }
-        Err(refused) => refused,
-    };
-    drop(tx);
-    // Nothing was written (a unique violation aborted the transaction): explain why in a new
-    // one, from the account as it is now, locked. When the account now takes the use (it was
-    // reactivated or paid meanwhile), the use is made under that lock rather than refused for
-    // a reason that no longer holds.
-    for _ in 0..3 {
+    // A refused attempt wrote nothing (a unique violation aborted its transaction). The next
+    // one first explains the refusal from the account as it is now, locked; when the account
+    // now takes the use (it was reactivated or paid meanwhile), the use is made under that lock
+    // rather than refused for a reason that no longer holds.
+    let mut refused = None;
+    for _ in 0..4 {
         let tx = conn.begin(caller.organization_id).await?;
-        if let Some((charged_customer, usage)) = store::find_usage_by_order(&tx, order_id).await? {
-            return replayed_use(customer_id, amount, charged_customer, usage);
-        }
-        if matches!(refused, UseRefused::OrderTaken) {
-            return Err(ApiError::Unexpected(anyhow::anyhow!("an order's usage vanished after a unique violation")));
-        }
-        let account = store::lock_account(&tx, customer_id).await?;
-        if account.status != CreditStatus::Approved {
-            return Err(ApiError::Rejected {
-                code: "credit_not_approved",
-                detail: format!("The credit account is {}, not approved.", account.status),
-                extra: json!({ "account_status": account.status }),
-            });
-        }
-        if amount > account.credit_available {
-            return Err(ApiError::Rejected {
-                code: "insufficient_credit",
-                detail: format!("Only {} of credit is available.", account.credit_available),
-                extra: json!({ "credit_available": account.credit_available }),
-            });
+        if let Some(refused) = refused {
+            if let Some((charged_customer, usage)) = store::find_usage_by_order(&tx, order_id).await? {
+                return replayed_use(customer_id, amount, charged_customer, usage);
+            }
+            if matches!(refused, UseRefused::OrderTaken) {
+                return Err(ApiError::Unexpected(anyhow::anyhow!(
+                    "an order's usage vanished after a unique violation"
+                )));
+            }
+            let account = store::lock_account(&tx, customer_id).await?;
+            if account.status != CreditStatus::Approved {
+                return Err(ApiError::Rejected {
+                    code: "credit_not_approved",
+                    detail: format!("The credit account is {}, not approved.", account.status),
+                    extra: json!({ "account_status": account.status }),
+                });
+            }
+            if amount > account.credit_available {
+                return Err(ApiError::Rejected {
+                    code: "insufficient_credit",
+                    detail: format!("Only {} of credit is available.", account.credit_available),
+                    extra: json!({ "credit_available": account.credit_available }),
+                });
+            }
         }
         match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
             Ok(usage) => {
                 app.commit(tx).await?;
                 return Ok(Written::Created(usage));
             }
-            Err(again) => refused = again,
+            Err(again) => refused = Some(again),
         }
     }
     Err(ApiError::Unexpected(anyhow::anyhow!("a use was refused three times by an account that takes it")))
