@@ -290,18 +290,24 @@ fn scored_sql(source: &str, filter: &str) -> String {
 /// The breakpoints as [`scored_sql`] takes them: in hundredths, exact since they have two
 /// decimals.
 fn scoring_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<i64>>; 3] {
-    let hundredths = |b: &Breakpoints| {
+    per_measure(breakpoints, |b| {
         b.0.iter().map(|value| (value.round_dp(2) * Decimal::ONE_HUNDRED).to_i64().unwrap_or(i64::MAX)).collect()
-    };
-    match breakpoints {
-        Some(b) => [Some(hundredths(&b.recency)), Some(hundredths(&b.frequency)), Some(hundredths(&b.monetary))],
-        None => [None, None, None],
-    }
+    })
 }
 
+/// The breakpoints as a run records them.
 fn breakpoint_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<Decimal>>; 3] {
+    per_measure(breakpoints, |b| b.0.to_vec())
+}
+
+/// Recency, frequency and monetary breakpoints as `convert` gives them (`None` without
+/// breakpoints).
+fn per_measure<T>(
+    breakpoints: Option<&RunBreakpoints>,
+    convert: impl Fn(&Breakpoints) -> Vec<T>,
+) -> [Option<Vec<T>>; 3] {
     match breakpoints {
-        Some(b) => [Some(b.recency.0.to_vec()), Some(b.frequency.0.to_vec()), Some(b.monetary.0.to_vec())],
+        Some(b) => [&b.recency, &b.frequency, &b.monetary].map(|measure| Some(convert(measure))),
         None => [None, None, None],
     }
 }
