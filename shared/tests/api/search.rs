@@ -384,3 +384,83 @@ async fn a_query_of_any_length_over_near_identical_names_does_bounded_work() {
         assert!(!ids(&body).is_empty(), "{words} words still find the names that begin so");
     }
 }
+
+/// The search tables follow names and emails. An update that changes neither (a purchase's
+/// last_purchase_at, a loyalty tier) must not touch them, and a changed email must find its old
+/// suffixes by index: the old triggers read every suffix of the organization on every update.
+#[tokio::test]
+async fn an_update_reads_the_search_tables_only_for_a_changed_name_or_email_and_by_index() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    admin
+        .execute(
+            "INSERT INTO customers (customer_id, organization_id, first_name, last_name, email) \
+             SELECT gen_random_uuid(), $1, 'Nombre' || n, 'Apellido' || n, 'cliente' || n || '@example.com' \
+             FROM generate_series(1, 20000) n",
+            &[&app.org_a],
+        )
+        .await
+        .unwrap();
+    admin.batch_execute("ANALYZE").await.unwrap();
+    let search_tables = "'email_suffixes', 'name_word_postings', 'name_words'";
+    let work = format!(
+        "SELECT relname::text, seq_scan, coalesce(idx_scan, 0), n_tup_ins, n_tup_del \
+         FROM pg_stat_xact_user_tables WHERE relname IN ({search_tables}) ORDER BY 1"
+    );
+    let mut connection = app.db.connection().await.unwrap();
+    let tx = connection.begin(app.org_a).await.unwrap();
+    let id: Uuid = tx
+        .query_one("SELECT customer_id FROM customers WHERE email = 'cliente7@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    tx.execute("UPDATE customers SET last_purchase_at = now(), loyalty_tier = 'gold' WHERE customer_id = $1", &[&id])
+        .await
+        .unwrap();
+    tx.execute("UPDATE customers SET email = email, first_name = first_name WHERE customer_id = $1", &[&id])
+        .await
+        .unwrap();
+    let untouched: Vec<(String, i64, i64, i64, i64)> = tx
+        .query(&work, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert!(untouched.iter().all(|(_, seq, idx, ins, del)| seq + idx + ins + del == 0), "{untouched:?}");
+
+    tx.execute(
+        "UPDATE customers SET email = 'nuevo7@example.org', first_name = 'Zebulon' WHERE customer_id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let moved: Vec<(String, i64, i64, i64, i64)> = tx
+        .query(&work, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let suffixes = &moved[0];
+    assert_eq!(suffixes.0, "email_suffixes");
+    assert_eq!(suffixes.1, 0, "old suffixes found without reading the table: {moved:?}");
+    assert!(suffixes.3 > 0 && suffixes.4 > 0, "the suffixes were replaced: {moved:?}");
+    let found: Vec<String> = tx
+        .query("SELECT suffix FROM email_suffixes WHERE customer_id = $1 ORDER BY suffix", &[&id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(found.contains(&"uevo7@example.org".to_string()) && !found.iter().any(|s| s.contains("cliente7")));
+    let words: Vec<String> = tx
+        .query("SELECT word FROM name_word_postings WHERE customer_id = $1 ORDER BY word", &[&id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(words, ["apellido7", "zebulon"]);
+}
