@@ -1,10 +1,10 @@
 //! Parsed customer values: only these reach SQL. Each `parse` trims, normalizes and
 //! explains what is wrong without repeating the input.
 
-use phonenumber::country::Id as Country;
+use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region, PHONE_NUMBER_UTIL};
 
 /// Region assumed for phone numbers written without a country code.
-pub const DEFAULT_PHONE_REGION: Country = Country::PA;
+pub const DEFAULT_PHONE_REGION: Region = Region::PA;
 
 /// Trimmed text of bounded length without control characters.
 pub fn bounded_text(text: &str, max_chars: usize) -> Result<String, String> {
@@ -164,11 +164,11 @@ impl Phone {
         if text.len() > 30 {
             return Err(INVALID.into());
         }
-        let number = phonenumber::parse(Some(DEFAULT_PHONE_REGION), text).map_err(|_| INVALID.to_string())?;
-        if !phonenumber::is_valid(&number) {
+        let number = PhoneNumber::parse(text, Some(DEFAULT_PHONE_REGION)).map_err(|_| INVALID.to_string())?;
+        if !number.is_valid() {
             return Err(INVALID.into());
         }
-        Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()))
+        Ok(Self(number.format_as(PhoneNumberFormat::E164).into_owned()))
     }
 
     pub fn into_inner(self) -> String {
@@ -267,10 +267,11 @@ pub fn birth_date(date: chrono::NaiveDate) -> Result<chrono::NaiveDate, String> 
     Ok(date)
 }
 
-/// An ISO 3166-1 alpha-2 country code, upper-cased.
+/// An ISO 3166-1 alpha-2 country code, upper-cased: a region the phone number metadata knows.
 pub fn country(text: &str) -> Result<String, String> {
     let code = text.trim().to_ascii_uppercase();
-    if code.len() == 2 && code.parse::<Country>().is_ok() {
+    let known = |region: Region| PHONE_NUMBER_UTIL.get_country_code_for_region(region).is_some();
+    if code.len() == 2 && code.parse::<Region>().is_ok_and(known) {
         Ok(code)
     } else {
         Err("must be an ISO 3166-1 alpha-2 country code such as PA".into())
