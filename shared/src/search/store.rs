@@ -288,6 +288,15 @@ pub async fn search(
         .collect())
 }
 
+/// Deletes the words of `$2` that no posting of organization `$1` uses. A word is unused when it
+/// has no first posting: the LIMIT makes that one index probe (which `NOT EXISTS` would not: the
+/// planner drops an EXISTS's LIMIT, and its anti-join collected every posting of a common word in
+/// a bitmap, 74,000 for "juan" among a million customers).
+pub const FORGET_UNUSED_NAME_WORDS_SQL: &str =
+    "DELETE FROM name_words n WHERE n.organization_id = $1 AND n.word = ANY($2) \
+     AND (SELECT p.customer_id FROM name_word_postings p \
+          WHERE p.organization_id = n.organization_id AND p.word = n.word LIMIT 1) IS NULL";
+
 /// Forgets name words no customer of the organization uses any more (after an erasure or a
 /// rename), so the search vocabulary keeps no trace of a former name. The words are locked
 /// first and checked in a later statement, whose snapshot includes every insert that relied
@@ -302,13 +311,8 @@ pub async fn forget_unused_name_words(tx: &TenantTx<'_>, words: &[String]) -> Re
     )
     .await
     .context("locking former name words")?;
-    tx.execute(
-        "DELETE FROM name_words n WHERE n.organization_id = $1 AND n.word = ANY($2) \
-         AND NOT EXISTS (SELECT 1 FROM name_word_postings p \
-                         WHERE p.organization_id = n.organization_id AND p.word = n.word)",
-        &[&tx.organization_id(), &words],
-    )
-    .await
-    .context("pruning the name vocabulary")?;
+    tx.execute(FORGET_UNUSED_NAME_WORDS_SQL, &[&tx.organization_id(), &words])
+        .await
+        .context("pruning the name vocabulary")?;
     Ok(())
 }

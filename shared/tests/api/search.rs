@@ -464,3 +464,47 @@ async fn an_update_reads_the_search_tables_only_for_a_changed_name_or_email_and_
         .collect();
     assert_eq!(words, ["apellido7", "zebulon"]);
 }
+
+/// After an erasure or a rename, each former word is checked for one posting, not all of them:
+/// a common word has tens of thousands. Unused words still go.
+#[tokio::test]
+async fn forgetting_a_former_name_probes_one_posting_per_word() {
+    use shared::search::store;
+
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    admin
+        .execute(
+            "INSERT INTO customers (customer_id, organization_id, first_name, last_name) \
+             SELECT gen_random_uuid(), $1, 'Nombre' || n, 'Comun' FROM generate_series(1, 20000) n",
+            &[&app.org_a],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute("INSERT INTO name_words (organization_id, word) VALUES ($1, 'olvidada')", &[&app.org_a])
+        .await
+        .unwrap();
+    admin.batch_execute("ANALYZE").await.unwrap();
+    let mut connection = app.db.connection().await.unwrap();
+    let tx = connection.begin(app.org_a).await.unwrap();
+    let words = vec!["comun".to_string(), "nombre7".to_string(), "olvidada".to_string()];
+    let explained = tx
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", store::FORGET_UNUSED_NAME_WORDS_SQL),
+            &[&app.org_a, &words],
+        )
+        .await
+        .unwrap();
+    let plan: Value = explained.get(0);
+    let rows = plan_rows(&plan[0]["Plan"]);
+    assert!(rows < 100.0, "the prune produced {rows} plan rows:\n{plan:#}");
+    let kept: Vec<String> = tx
+        .query("SELECT word FROM name_words WHERE word = ANY($1) ORDER BY word", &[&words])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, ["comun", "nombre7"]);
+}
