@@ -11,7 +11,8 @@
 -- Now the update triggers are row triggers with a WHEN condition (a statement trigger cannot
 -- name columns and have transition tables), so an update that leaves name and email alone runs
 -- none of them; and old suffixes are joined as rows, one lookup each in email_suffixes_lookup
--- (organization, suffix, customer).
+-- (organization, suffix, customer). Inserted and renamed customers take their vocabulary words
+-- through one function.
 
 CREATE OR REPLACE FUNCTION forget_email_suffixes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -34,14 +35,37 @@ BEGIN
 END
 $$;
 
--- A customer whose name words changed: the new words into the vocabulary (locked in order, as
--- remember_name_words does), and the postings moved from the old words to the new.
-CREATE FUNCTION repost_row_name_words() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+-- The vocabulary words an organization's customers now use, locked in order without being
+-- rewritten, so the prune (search::store::forget_unused_name_words) cannot lose one (V6).
+CREATE FUNCTION remember_name_words_of(organization uuid, words text[]) RETURNS void
+LANGUAGE sql AS $$
     INSERT INTO name_words (organization_id, word)
-    SELECT DISTINCT NEW.organization_id, word FROM unnest(tsvector_to_array(NEW.search_words)) AS word
+    SELECT DISTINCT organization, word FROM unnest(words) AS word
     ORDER BY 1, 2
     ON CONFLICT (organization_id, word) DO UPDATE SET word = EXCLUDED.word WHERE false;
+$$;
+GRANT EXECUTE ON FUNCTION remember_name_words_of(uuid, text[]) TO customer_app;
+
+CREATE OR REPLACE FUNCTION remember_name_words() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    used record;
+BEGIN
+    FOR used IN
+        SELECT changed.organization_id, array_agg(word) AS words
+        FROM changed, unnest(tsvector_to_array(changed.search_words)) AS word
+        GROUP BY 1 ORDER BY 1
+    LOOP
+        PERFORM remember_name_words_of(used.organization_id, used.words);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- A customer whose name words changed: the new words into the vocabulary, and the postings
+-- moved from the old words to the new.
+CREATE FUNCTION repost_row_name_words() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM remember_name_words_of(NEW.organization_id, tsvector_to_array(NEW.search_words));
     DELETE FROM name_word_postings p
     USING unnest(tsvector_to_array(OLD.search_words)) AS w(word)
     WHERE p.organization_id = OLD.organization_id AND p.word = w.word AND p.customer_id = OLD.customer_id;
