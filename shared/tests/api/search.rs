@@ -287,15 +287,9 @@ async fn injection_looking_input_answers_normally() {
     assert_eq!(app.count("customers").await as usize, PEOPLE.len() + DISTRACTORS.len());
 }
 
-/// Under forced row-level security an index serves only leakproof conditions on plain columns;
-/// anything else silently becomes a filter over the whole organization. Every range condition
-/// of the search must therefore be an index condition, and no branch may scan customers.
-#[tokio::test]
-async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
-    use shared::search::{query::SearchQuery, store, SearchFilter};
-
-    let app = TestApp::spawn().await;
-    seed(&app).await;
+/// 20,000 more customers of organization A ('Nombre7 Apellido7', cliente7@example.com, a phone
+/// and a document each), analyzed: the planner then chooses as for a large organization.
+async fn seed_many(app: &TestApp) {
     let admin = app.admin().await;
     admin
         .execute(
@@ -309,6 +303,18 @@ async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
         .await
         .unwrap();
     admin.batch_execute("ANALYZE").await.unwrap();
+}
+
+/// Under forced row-level security an index serves only leakproof conditions on plain columns;
+/// anything else silently becomes a filter over the whole organization. Every range condition
+/// of the search must therefore be an index condition, and no branch may scan customers.
+#[tokio::test]
+async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
+    use shared::search::{query::SearchQuery, store, SearchFilter};
+
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    seed_many(&app).await;
     let mut connection = app.db.connection().await.unwrap();
     for typed in [
         "cliente123@ex",
@@ -391,22 +397,7 @@ async fn a_query_of_any_length_over_near_identical_names_does_bounded_work() {
 #[tokio::test]
 async fn an_update_reads_the_search_tables_only_for_a_changed_name_or_email_and_by_index() {
     let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    admin
-        .execute(
-            "INSERT INTO customers (customer_id, organization_id, first_name, last_name, email) \
-             SELECT gen_random_uuid(), $1, 'Nombre' || n, 'Apellido' || n, 'cliente' || n || '@example.com' \
-             FROM generate_series(1, 20000) n",
-            &[&app.org_a],
-        )
-        .await
-        .unwrap();
-    admin.batch_execute("ANALYZE").await.unwrap();
-    let search_tables = "'email_suffixes', 'name_word_postings', 'name_words'";
-    let work = format!(
-        "SELECT relname::text, seq_scan, coalesce(idx_scan, 0), n_tup_ins, n_tup_del \
-         FROM pg_stat_xact_user_tables WHERE relname IN ({search_tables}) ORDER BY 1"
-    );
+    seed_many(&app).await;
     let mut connection = app.db.connection().await.unwrap();
     let tx = connection.begin(app.org_a).await.unwrap();
     let id: Uuid = tx
@@ -421,13 +412,7 @@ async fn an_update_reads_the_search_tables_only_for_a_changed_name_or_email_and_
     tx.execute("UPDATE customers SET email = email, first_name = first_name WHERE customer_id = $1", &[&id])
         .await
         .unwrap();
-    let untouched: Vec<(String, i64, i64, i64, i64)> = tx
-        .query(&work, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
+    let untouched = search_table_work(&tx).await;
     assert!(untouched.iter().all(|(_, seq, idx, ins, del)| seq + idx + ins + del == 0), "{untouched:?}");
 
     tx.execute(
@@ -436,33 +421,40 @@ async fn an_update_reads_the_search_tables_only_for_a_changed_name_or_email_and_
     )
     .await
     .unwrap();
-    let moved: Vec<(String, i64, i64, i64, i64)> = tx
-        .query(&work, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
+    let moved = search_table_work(&tx).await;
     let suffixes = &moved[0];
     assert_eq!(suffixes.0, "email_suffixes");
     assert_eq!(suffixes.1, 0, "old suffixes found without reading the table: {moved:?}");
     assert!(suffixes.3 > 0 && suffixes.4 > 0, "the suffixes were replaced: {moved:?}");
-    let found: Vec<String> = tx
-        .query("SELECT suffix FROM email_suffixes WHERE customer_id = $1 ORDER BY suffix", &[&id])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let found = texts(&tx, "SELECT suffix FROM email_suffixes WHERE customer_id = $1 ORDER BY suffix", &id).await;
     assert!(found.contains(&"uevo7@example.org".to_string()) && !found.iter().any(|s| s.contains("cliente7")));
-    let words: Vec<String> = tx
-        .query("SELECT word FROM name_word_postings WHERE customer_id = $1 ORDER BY word", &[&id])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let words = texts(&tx, "SELECT word FROM name_word_postings WHERE customer_id = $1 ORDER BY word", &id).await;
     assert_eq!(words, ["apellido7", "zebulon"]);
+}
+
+/// What this transaction did to each search table, by name: sequential scans, index scans, rows
+/// inserted, rows deleted.
+async fn search_table_work(tx: &shared::db::TenantTx<'_>) -> Vec<(String, i64, i64, i64, i64)> {
+    tx.query(
+        "SELECT relname::text, seq_scan, coalesce(idx_scan, 0), n_tup_ins, n_tup_del \
+         FROM pg_stat_xact_user_tables \
+         WHERE relname IN ('email_suffixes', 'name_word_postings', 'name_words') ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+/// The first column of each row `sql` answers for its one parameter.
+async fn texts(
+    tx: &shared::db::TenantTx<'_>,
+    sql: &str,
+    param: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Vec<String> {
+    tx.query(sql, &[param]).await.unwrap().iter().map(|r| r.get(0)).collect()
 }
 
 /// After an erasure or a rename, each former word is checked for one posting, not all of them:
@@ -499,12 +491,6 @@ async fn forgetting_a_former_name_probes_one_posting_per_word() {
     let plan: Value = explained.get(0);
     let rows = plan_rows(&plan[0]["Plan"]);
     assert!(rows < 100.0, "the prune produced {rows} plan rows:\n{plan:#}");
-    let kept: Vec<String> = tx
-        .query("SELECT word FROM name_words WHERE word = ANY($1) ORDER BY word", &[&words])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let kept = texts(&tx, "SELECT word FROM name_words WHERE word = ANY($1) ORDER BY word", &words).await;
     assert_eq!(kept, ["comun", "nombre7"]);
 }
