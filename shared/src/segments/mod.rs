@@ -8,9 +8,9 @@
 //!   since the last run), computes the breakpoints over the kept totals, and scores only the
 //!   rows whose scores can change: those whose totals changed since the last run (a
 //!   `totals_version` above the window's `scored_through`), and those lying where a breakpoint
-//!   moved ([`rfm::Moved`]). It stages the rows whose scores, segment or flags change
-//!   (`IS DISTINCT FROM`) and writes only those, one `segment_changed` event per changed
-//!   segment, and the run record.
+//!   moved ([`rfm::Moved`]). One statement writes only the rows whose scores, segment or flags
+//!   change (`IS DISTINCT FROM`) and one `segment_changed` event per changed segment; then the
+//!   run record.
 //! - **from scratch** (the first run, `baseline`; a rules version change; a window reaching
 //!   further back than the kept totals; or asked for, as a repair): one transaction aggregates
 //!   every purchase again and writes whatever differs, totals included. Consumers of the
@@ -124,10 +124,9 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
 
     let tx = conn.begin(organization_id).await?;
     store::allow_long_run(&tx).await?;
-    store::lock_scores(&tx).await?;
+    store::lock_run(&tx).await?;
     tx.changes_organization();
-    let previous = store::last_run(&tx).await?;
-    let window = store::window(&tx).await?;
+    let (previous, window) = tokio::try_join!(store::last_run(&tx), store::window(&tx))?;
     let mode = match (&previous, window) {
         (None, _) | (_, None) => Mode::Baseline,
         (Some(previous), Some(window)) => {
@@ -141,10 +140,10 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
             }
         }
     };
-    store::lock_totals(&tx).await?;
 
-    let (population, breakpoints, written) = match (mode, window, previous) {
+    let (population, breakpoints, written, counts) = match (mode, window, previous) {
         (Mode::Incremental, Some(window), Some(previous)) => {
+            store::prefer_lookups(&tx).await?;
             store::slide_window(&tx, window.counted_from, window_start).await?;
             let store::Population { scored, breakpoints, segments } =
                 store::population(&tx, Totals::Kept, options.as_of).await?;
@@ -155,9 +154,13 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
                 _ => None,
             };
             let candidates = moved.as_ref().map(|moved| (window.scored_through, moved));
-            store::stage_score_changes(&tx, breakpoints.as_ref(), options.as_of, candidates).await?;
-            let written = write_staged(&tx, run_id, mode, segments).await?;
-            (scored, breakpoints, written)
+            let written =
+                store::write_score_changes(&tx, breakpoints.as_ref(), options.as_of, candidates, run_id).await?;
+            let counts = match segments {
+                Some(before) => after_moves(before, &written.moves),
+                None => store::segment_counts(&tx).await?,
+            };
+            (scored, breakpoints, written, counts)
         }
         _ => {
             store::stage_totals_from_purchases(&tx, window_start).await?;
@@ -165,19 +168,21 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
                 store::population(&tx, Totals::Aggregated, options.as_of).await?;
             // No window yet: the consumer keeps no totals before the first run, so the
             // organization has no rows to compare with (an insert over one would fail, not merge).
-            let written = if window.is_none() {
+            if window.is_none() {
                 let counts = store::insert_baseline(&tx, breakpoints.as_ref(), options.as_of, run_id).await?;
                 let rows = counts.iter().map(|(_, n)| n.unsigned_abs()).sum();
-                Written { rows, changes: rows, events: 0, counts }
+                let moves = counts.iter().map(|&(to, customers)| store::SegmentMove { from: None, to, customers });
+                (scored, breakpoints, store::Written { rows, events: 0, moves: moves.collect() }, counts)
             } else {
-                store::stage_all_changes(&tx, breakpoints.as_ref(), options.as_of).await?;
-                write_staged(&tx, run_id, mode, None).await?
-            };
-            (scored, breakpoints, written)
+                // A baseline writes no events: it is where segments begin.
+                let announce = mode != Mode::Baseline;
+                let written =
+                    store::write_all_changes(&tx, breakpoints.as_ref(), options.as_of, run_id, announce).await?;
+                (scored, breakpoints, written, store::segment_counts(&tx).await?)
+            }
         }
     };
     store::close_window(&tx, window_start).await?;
-    let counts = written.counts;
     let customers_total: i64 = counts.iter().map(|(_, n)| n).sum();
     let segment_counts: serde_json::Map<String, serde_json::Value> = SegmentCode::ALL
         .iter()
@@ -199,7 +204,7 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         customers_total: to_i32(customers_total),
         segment_counts: segment_counts.into(),
         rows_written: to_i32(written.rows),
-        changes: to_i32(written.changes),
+        changes: to_i32(written.moves.iter().map(|moved| moved.customers).sum::<i64>()),
         events: to_i32(written.events),
         started_at,
         finished_at: Utc::now(),
@@ -218,39 +223,6 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         "segment run"
     );
     Ok(run)
-}
-
-/// What a run wrote.
-struct Written {
-    rows: u64,
-    changes: u64,
-    events: u64,
-    counts: SegmentCounts,
-}
-
-/// Writes the staged changes: an event per changed segment (none from a baseline, where
-/// segments begin), then the rows (the incremental path writes scores only). Counts the
-/// segments from `before` and the staged moves when given (every row was there before),
-/// else over the written rows.
-async fn write_staged(
-    tx: &crate::db::TenantTx<'_>,
-    run_id: Uuid,
-    mode: Mode,
-    before: Option<SegmentCounts>,
-) -> anyhow::Result<Written> {
-    let moves = store::staged_segment_moves(tx).await?;
-    let changes = moves.iter().map(|moved| moved.customers.unsigned_abs()).sum();
-    let events = if mode == Mode::Baseline { 0 } else { store::record_segment_events(tx, run_id).await? };
-    let rows = if mode == Mode::Incremental {
-        store::apply_score_changes(tx, run_id).await?
-    } else {
-        store::apply_all_changes(tx, run_id).await?
-    };
-    let counts = match before {
-        Some(before) => after_moves(before, &moves),
-        None => store::segment_counts(tx).await?,
-    };
-    Ok(Written { rows, changes, events, counts })
 }
 
 /// Customers per segment code once `moves` are applied to `counts`.

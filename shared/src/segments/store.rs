@@ -35,11 +35,11 @@ const RUN_WORK_MEM: &str = "256MB";
 /// candidate ranges that did not move are `NULL`, folded away in a custom plan), and compiles
 /// nothing: JIT took longer to compile the run's statements than it saved.
 pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
-    tx.allow_statements_for(RUN_STATEMENT_TIMEOUT).await?;
     tx.execute(
-        "SELECT set_config('lock_timeout', $1, true), set_config('work_mem', $2, true), \
-             set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true)",
-        &[&RUN_LOCK_TIMEOUT, &RUN_WORK_MEM],
+        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
+             set_config('work_mem', $3, true), set_config('plan_cache_mode', 'force_custom_plan', true), \
+             set_config('jit', 'off', true)",
+        &[&format!("{}ms", RUN_STATEMENT_TIMEOUT.as_millis()), &RUN_LOCK_TIMEOUT, &RUN_WORK_MEM],
     )
     .await
     .context("setting up the run's transaction")?;
@@ -58,15 +58,18 @@ pub async fn lock_scores(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps the consumer from adding to the organization's totals until the transaction ends (it
-/// takes the same lock shared, see `purchases::hold_totals`).
-pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+/// Serializes the organization's segment writers (as [`lock_scores`]) and keeps its consumers
+/// from adding to the totals (they take the second lock shared, see `purchases::hold_totals`),
+/// until the transaction ends: what a run holds.
+pub async fn lock_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('segment totals ' || $1::text, 0))",
+        "SELECT pg_advisory_xact_lock(hashtextextended('segment runs ' || o, 0)), \
+             pg_advisory_xact_lock(hashtextextended('segment totals ' || o, 0)) \
+         FROM (SELECT $1::text AS o) AS organization",
         &[&tx.organization_id().to_string()],
     )
     .await
-    .context("waiting for the consumers of the organization's purchases")?;
+    .context("waiting for the organization's segment writers and purchase consumers")?;
     Ok(())
 }
 
@@ -103,13 +106,12 @@ pub async fn close_window(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> any
 }
 
 /// Takes the completed purchases of `[from, to)` out of the window totals: what slid out of the
-/// window since the last run. Answers the customers touched.
+/// window since the last run (by lookups, see [`prefer_lookups`]). Answers the customers touched.
 pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<u64> {
     if to <= from {
         return Ok(0);
     }
-    by_lookups(
-        tx,
+    tx.execute(
         "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
              window_amount = s.window_amount - slid.amount, totals_version = DEFAULT, updated_at = now() \
          FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
@@ -122,32 +124,15 @@ pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<U
     .context("taking out what slid out of the window")
 }
 
-/// Runs an update of the rows a run changes with a lookup per row instead of a hash of the
-/// whole organization, which the planner prefers but which costs more for the tenth of the rows
-/// a night changes (1,000,000 rows, one organization: the slid day's 11,000 customers 0.22 s
-/// looked up against 0.58-0.85 s hashed; 95,000 scores 0.57 s against 0.80 s). The join
-/// settings are then put back as they were.
-async fn by_lookups(
-    tx: &TenantTx<'_>,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> anyhow::Result<u64> {
-    let before = tx
-        .query_one(
-            "SELECT hash, merge, set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true) \
-             FROM (SELECT current_setting('enable_hashjoin') AS hash, current_setting('enable_mergejoin') AS merge \
-                   OFFSET 0) AS settings",
-            &[],
-        )
-        .await?;
-    let updated = tx.execute(sql, params).await?;
-    let (hash, merge): (String, String) = (before.get(0), before.get(1));
-    tx.execute(
-        "SELECT set_config('enable_hashjoin', $1, true), set_config('enable_mergejoin', $2, true)",
-        &[&hash, &merge],
-    )
-    .await?;
-    Ok(updated)
+/// Makes the transaction's joins lookups per row instead of a hash of the whole organization,
+/// which the planner prefers but which costs more for the tenth of the rows an incremental run
+/// changes (1,000,000 rows, one organization: the slid day's 11,000 customers 0.22 s looked up
+/// against 0.58-0.85 s hashed; 95,000 scores 0.57 s against 0.80 s). Its only joins are those.
+pub async fn prefer_lookups(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+    tx.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)", &[])
+        .await
+        .context("setting up the incremental run's joins")?;
+    Ok(())
 }
 
 /// Aggregates every purchase of the organization into the temporary table `rfm_totals`: the
@@ -312,20 +297,6 @@ fn per_measure<T>(
     }
 }
 
-/// Creates the temporary table `rfm_changes`: the rows a run writes.
-async fn create_changes(tx: &TenantTx<'_>) -> anyhow::Result<()> {
-    tx.execute(
-        "CREATE TEMPORARY TABLE rfm_changes (customer_id uuid, window_orders integer, \
-             window_amount numeric, total_orders integer, lifetime_value numeric, average_order_value numeric, \
-             last_purchase_at timestamptz, r integer, f integer, m integer, segment_code text, is_vip boolean, \
-             is_at_risk boolean, old_segment text) ON COMMIT DROP",
-        &[],
-    )
-    .await
-    .context("creating the changes table")?;
-    Ok(())
-}
-
 /// The rows of `customer_segments` (aliased `t`) a run must score, given where breakpoints
 /// moved: rows whose totals changed since the last run scored them (a `totals_version` above
 /// `$5`), and rows with a measure in a moved range. Ranges are parameters from `$6` on, as
@@ -382,77 +353,13 @@ fn candidate_params(scored_through: i64, moved: &Moved) -> Params {
     params
 }
 
-/// Stages the rows of `customer_segments` whose scores, segment or flags change under
-/// `breakpoints` (the incremental path), looking only where scores can change: rows whose
-/// totals changed since `scored_through`, and where `moved` says (`None`: at every row).
-/// Answers how many.
-pub async fn stage_score_changes(
-    tx: &TenantTx<'_>,
-    breakpoints: Option<&RunBreakpoints>,
-    as_of: NaiveDate,
-    candidates: Option<(i64, &Moved)>,
-) -> anyhow::Result<u64> {
-    create_changes(tx).await?;
-    let filter = if candidates.is_some() { candidates_sql() } else { "true".to_string() };
-    let sql = format!(
-        "INSERT INTO rfm_changes (customer_id, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
-         SELECT customer_id, r, f, m, new_segment, new_vip, new_risk, segment_code FROM ({}) n \
-         WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
-               (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
-        scored_sql("customer_segments", &filter)
-    );
-    let [r, f, m] = scoring_params(breakpoints);
-    let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
-    params
-        .extend(candidates.map(|(scored_through, moved)| candidate_params(scored_through, moved)).unwrap_or_default());
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-    let staged = tx.execute(&sql, &params).await.context("scoring the customers")?;
-    tx.execute("ANALYZE rfm_changes", &[]).await.context("analyzing the changes")?;
-    Ok(staged)
-}
-
-/// Stages the rows of `rfm_totals` whose totals, scores, segment or flags differ from
-/// `customer_segments` (the from-scratch path). Answers how many. The totals are analyzed
-/// first, for the join's plan; a baseline that only inserts them needs no statistics (the
-/// analysis cost 13 ms of each 130 ms first run over 10,000 customers).
-pub async fn stage_all_changes(
-    tx: &TenantTx<'_>,
-    breakpoints: Option<&RunBreakpoints>,
-    as_of: NaiveDate,
-) -> anyhow::Result<u64> {
-    tx.execute("ANALYZE rfm_totals", &[]).await.context("analyzing the totals")?;
-    create_changes(tx).await?;
-    let sql = format!(
-        "INSERT INTO rfm_changes (customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
-         SELECT n.customer_id, n.window_orders, n.window_amount, n.total_orders, n.lifetime_value, \
-             n.average_order_value, n.last_purchase_at, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk, \
-             s.segment_code \
-         FROM ({}) n LEFT JOIN customer_segments s ON s.customer_id = n.customer_id \
-         WHERE s.customer_id IS NULL \
-            OR (n.window_orders, n.window_amount, n.total_orders, n.lifetime_value, n.average_order_value, \
-                n.last_purchase_at, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
-               (s.window_orders, s.window_amount, s.total_orders, s.lifetime_value, s.average_order_value, \
-                s.last_purchase_at, s.rfm_recency, s.rfm_frequency, s.rfm_monetary, s.segment_code, s.is_vip, \
-                s.is_at_risk)",
-        scored_sql("rfm_totals", "true")
-    );
-    let [r, f, m] = scoring_params(breakpoints);
-    tx.execute(&sql, &[&r, &f, &m, &as_of]).await.context("scoring the customers from scratch")
-}
-
-/// The staged segment changes: how many customers move from each code to each other.
-pub async fn staged_segment_moves(tx: &TenantTx<'_>) -> anyhow::Result<Vec<SegmentMove>> {
-    let rows = tx
-        .query(
-            "SELECT old_segment, segment_code, count(*) FROM rfm_changes \
-             WHERE segment_code IS DISTINCT FROM old_segment GROUP BY 1, 2",
-            &[],
-        )
-        .await
-        .context("counting segment changes")?;
-    Ok(rows.iter().map(|row| SegmentMove { from: row.get(0), to: row.get(1), customers: row.get(2) }).collect())
+/// What a run wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub rows: u64,
+    pub events: u64,
+    /// The segment changes among the rows written.
+    pub moves: Vec<SegmentMove>,
 }
 
 /// Customers moving from one segment code to another (`None`: not scored).
@@ -463,19 +370,151 @@ pub struct SegmentMove {
     pub customers: i64,
 }
 
-/// Writes the staged scores (incremental path: the totals stay the consumer's). Answers how
-/// many rows.
-pub async fn apply_score_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
-    by_lookups(
-        tx,
-        "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
-             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $1, \
+/// Scores the rows of `customer_segments` whose scores can change under `breakpoints` (the
+/// incremental path: rows whose totals changed since `scored_through`, and rows where `moved`
+/// says; `None`: every row) and writes those whose scores, segment or flags change, with their
+/// events.
+pub async fn write_score_changes(
+    tx: &TenantTx<'_>,
+    breakpoints: Option<&RunBreakpoints>,
+    as_of: NaiveDate,
+    candidates: Option<(i64, &Moved)>,
+    run_id: Uuid,
+) -> anyhow::Result<Written> {
+    let filter = if candidates.is_some() { candidates_sql() } else { "true".to_string() };
+    let changed = format!(
+        "SELECT customer_id, r, f, m, new_segment AS segment_code, new_vip AS is_vip, new_risk AS is_at_risk, \
+             segment_code AS old_segment \
+         FROM ({}) n \
+         WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+               (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
+        scored_sql("customer_segments", &filter)
+    );
+    let write = "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
+             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $run, \
              calculated_at = now(), updated_at = now() \
-         FROM rfm_changes c WHERE s.customer_id = c.customer_id",
-        &[&run_id],
-    )
-    .await
-    .context("writing the scores")
+         FROM changed c WHERE s.customer_id = c.customer_id RETURNING 1";
+    let [r, f, m] = scoring_params(breakpoints);
+    let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
+    params
+        .extend(candidates.map(|(scored_through, moved)| candidate_params(scored_through, moved)).unwrap_or_default());
+    write_changes(tx, &changed, write, params, run_id, true).await.context("writing the changed scores")
+}
+
+/// Scores every row of `rfm_totals` (the from-scratch path) and writes those whose totals,
+/// scores, segment or flags differ from `customer_segments`, creating missing rows, with their
+/// events when `announce`. The totals are analyzed first, for the join's plan; a baseline that
+/// only inserts them needs no statistics (the analysis cost 13 ms of each 130 ms first run over
+/// 10,000 customers).
+pub async fn write_all_changes(
+    tx: &TenantTx<'_>,
+    breakpoints: Option<&RunBreakpoints>,
+    as_of: NaiveDate,
+    run_id: Uuid,
+    announce: bool,
+) -> anyhow::Result<Written> {
+    tx.execute("ANALYZE rfm_totals", &[]).await.context("analyzing the totals")?;
+    let changed = format!(
+        "SELECT n.customer_id, n.window_orders, n.window_amount, n.total_orders, n.lifetime_value, \
+             n.average_order_value, n.last_purchase_at, n.r, n.f, n.m, n.new_segment AS segment_code, \
+             n.new_vip AS is_vip, n.new_risk AS is_at_risk, s.segment_code AS old_segment \
+         FROM ({}) n LEFT JOIN customer_segments s ON s.customer_id = n.customer_id \
+         WHERE s.customer_id IS NULL \
+            OR (n.window_orders, n.window_amount, n.total_orders, n.lifetime_value, n.average_order_value, \
+                n.last_purchase_at, n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
+               (s.window_orders, s.window_amount, s.total_orders, s.lifetime_value, s.average_order_value, \
+                s.last_purchase_at, s.rfm_recency, s.rfm_frequency, s.rfm_monetary, s.segment_code, s.is_vip, \
+                s.is_at_risk)",
+        scored_sql("rfm_totals", "true")
+    );
+    let write = format!(
+        "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
+         SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $run, now(), 0 \
+         FROM changed ORDER BY customer_id \
+         ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
+             window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
+             total_orders = EXCLUDED.total_orders, lifetime_value = EXCLUDED.lifetime_value, \
+             average_order_value = EXCLUDED.average_order_value, last_purchase_at = EXCLUDED.last_purchase_at, \
+             rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
+             rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
+             is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
+             calculated_at = EXCLUDED.calculated_at, updated_at = now() \
+         RETURNING 1"
+    );
+    let [r, f, m] = scoring_params(breakpoints);
+    let params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
+    write_changes(tx, &changed, &write, params, run_id, announce).await.context("writing the totals and scores")
+}
+
+/// Writes a run's changes in one statement: `changed` (a query of the rows to write, with their
+/// new `segment_code`, flags and scores and their `old_segment`, over the parameters `params`)
+/// goes through `write` (a statement over the CTE `changed`, `$run` standing for the run id,
+/// returning a row per row written), and, when `announce`, one
+/// `customers.customer.segment_changed` event per changed segment goes to the outbox (the
+/// envelope of `events::Envelope`; ids, codes and the run only). Answers the rows, events and
+/// segment moves.
+async fn write_changes(
+    tx: &TenantTx<'_>,
+    changed: &str,
+    write: &str,
+    mut params: Params,
+    run_id: Uuid,
+    announce: bool,
+) -> anyhow::Result<Written> {
+    let event_type = crate::events::types::CUSTOMER_SEGMENT_CHANGED;
+    let nil = Uuid::nil();
+    let group_prefix = crate::events::message_group(event_type, nil).trim_end_matches(&nil.to_string()).to_string();
+    let now = Utc::now();
+    let time = serde_json::to_value(now).context("serializing the event time")?;
+    let next = params.len() + 1;
+    let [run, announce_p, kind, group, source, time_p, occurred] =
+        std::array::from_fn::<String, 7, _>(|i| format!("${}", next + i));
+    params.extend::<Params>(vec![
+        Box::new(run_id),
+        Box::new(announce),
+        Box::new(event_type),
+        Box::new(group_prefix),
+        Box::new(crate::events::SOURCE),
+        Box::new(time),
+        Box::new(now),
+    ]);
+    let sql = format!(
+        "WITH changed AS MATERIALIZED ({changed}), \
+         written AS ({}), \
+         announced AS ( \
+             INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
+             SELECT e.id, current_organization_id(), {kind}::text, {group}::text || c.customer_id::text, \
+                 jsonb_build_object('id', e.id, 'type', {kind}::text, 'source', {source}::text, 'time', {time_p}::jsonb, \
+                     'organization_id', current_organization_id(), \
+                     'data', jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
+                         'new_segment', c.segment_code, 'run_id', {run}::uuid)), \
+                 {occurred} \
+             FROM changed c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
+             WHERE {announce_p}::boolean AND c.segment_code IS DISTINCT FROM c.old_segment \
+             ORDER BY c.customer_id \
+             RETURNING 1) \
+         SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM announced), \
+             array_agg(moves.old_segment), array_agg(moves.segment_code), array_agg(moves.customers) \
+         FROM (SELECT old_segment, segment_code, count(*) AS customers FROM changed \
+               WHERE segment_code IS DISTINCT FROM old_segment GROUP BY 1, 2) AS moves",
+        write.replace("$run", &format!("{run}::uuid")),
+    );
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    let row = tx.query_one(&sql, &params).await?;
+    let (rows, events): (i64, i64) = (row.get(0), row.get(1));
+    let from: Option<Vec<Option<SegmentCode>>> = row.get(2);
+    let to: Option<Vec<Option<SegmentCode>>> = row.get(3);
+    let customers: Option<Vec<i64>> = row.get(4);
+    let moves = from
+        .unwrap_or_default()
+        .into_iter()
+        .zip(to.unwrap_or_default())
+        .zip(customers.unwrap_or_default())
+        .map(|((from, to), customers)| SegmentMove { from, to, customers })
+        .collect();
+    Ok(Written { rows: rows.unsigned_abs(), events: events.unsigned_abs(), moves })
 }
 
 /// The columns a from-scratch run writes: the totals, the scores and the run. A row it creates
@@ -485,27 +524,8 @@ const WRITTEN_COLUMNS: &str = "organization_id, customer_id, window_orders, wind
     lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, rfm_monetary, segment_code, \
     is_vip, is_at_risk, run_id, calculated_at, totals_version";
 
-/// Writes the staged totals and scores (from-scratch path), creating missing rows.
-pub async fn apply_all_changes(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
-    let sql = format!(
-        "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
-         SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $1, now(), 0 \
-         FROM rfm_changes ORDER BY customer_id \
-         ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
-             window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
-             total_orders = EXCLUDED.total_orders, lifetime_value = EXCLUDED.lifetime_value, \
-             average_order_value = EXCLUDED.average_order_value, last_purchase_at = EXCLUDED.last_purchase_at, \
-             rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
-             rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
-             is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
-             calculated_at = EXCLUDED.calculated_at, updated_at = now()"
-    );
-    tx.execute(&sql, &[&run_id]).await.context("writing the totals and scores")
-}
-
 /// A baseline over an organization with no segment rows (no window yet): inserts every row of
-/// `rfm_totals`, scored, in customer order (no staging, no conflicts to look for). Answers the
+/// `rfm_totals`, scored, in customer order (no comparison, no conflicts to look for). Answers the
 /// rows written per segment code.
 pub async fn insert_baseline(
     tx: &TenantTx<'_>,
@@ -527,31 +547,6 @@ pub async fn insert_baseline(
     let [r, f, m] = scoring_params(breakpoints);
     let rows = tx.query(&sql, &[&r, &f, &m, &as_of, &run_id]).await.context("writing the first scores")?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-}
-
-/// Writes one `customers.customer.segment_changed` event per staged segment change, in one
-/// statement (the envelope of `events::Envelope`; ids, codes and the run only).
-pub async fn record_segment_events(tx: &TenantTx<'_>, run_id: Uuid) -> anyhow::Result<u64> {
-    let event_type = crate::events::types::CUSTOMER_SEGMENT_CHANGED;
-    let nil = Uuid::nil();
-    let group_prefix = crate::events::message_group(event_type, nil).trim_end_matches(&nil.to_string()).to_string();
-    let now = Utc::now();
-    let time = serde_json::to_value(now).context("serializing the event time")?;
-    tx.execute(
-        "INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
-         SELECT e.id, current_organization_id(), $1::text, $2::text || c.customer_id::text, \
-             jsonb_build_object('id', e.id, 'type', $1::text, 'source', $3::text, 'time', $4::jsonb, \
-                 'organization_id', current_organization_id(), \
-                 'data', jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
-                     'new_segment', c.segment_code, 'run_id', $5::uuid)), \
-             $6 \
-         FROM rfm_changes c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
-         WHERE c.segment_code IS DISTINCT FROM c.old_segment \
-         ORDER BY c.customer_id",
-        &[&event_type, &group_prefix, &crate::events::SOURCE, &time, &run_id, &now],
-    )
-    .await
-    .context("writing segment events to the outbox")
 }
 
 /// Customers per segment code, counted over the rows.
