@@ -233,9 +233,26 @@ pub async fn check(app: &App, caller: &Caller, customer_id: Uuid, amount: Money)
     caller.require(Scope::CreditRead)?;
     let account = get_account(app, caller, customer_id).await?;
     Ok(CheckResponse {
-        available: account.status == CreditStatus::Approved && amount <= account.credit_available,
+        available: refusal(&account, amount).is_none(),
         credit_available: account.credit_available,
         status: account.status,
+    })
+}
+
+/// Why `account` cannot take a use of `amount` now, if it cannot: it must be approved and the
+/// amount within its available credit (the rule `store::use_credit_sql` applies in SQL).
+fn refusal(account: &CreditAccount, amount: Money) -> Option<ApiError> {
+    if account.status != CreditStatus::Approved {
+        return Some(ApiError::Rejected {
+            code: "credit_not_approved",
+            detail: format!("The credit account is {}, not approved.", account.status),
+            extra: json!({ "account_status": account.status }),
+        });
+    }
+    (amount > account.credit_available).then(|| ApiError::Rejected {
+        code: "insufficient_credit",
+        detail: format!("Only {} of credit is available.", account.credit_available),
+        extra: json!({ "credit_available": account.credit_available }),
     })
 }
 
@@ -269,19 +286,8 @@ pub async fn use_credit(
                 )));
             }
             let account = store::lock_account(&tx, customer_id).await?;
-            if account.status != CreditStatus::Approved {
-                return Err(ApiError::Rejected {
-                    code: "credit_not_approved",
-                    detail: format!("The credit account is {}, not approved.", account.status),
-                    extra: json!({ "account_status": account.status }),
-                });
-            }
-            if amount > account.credit_available {
-                return Err(ApiError::Rejected {
-                    code: "insufficient_credit",
-                    detail: format!("Only {} of credit is available.", account.credit_available),
-                    extra: json!({ "credit_available": account.credit_available }),
-                });
+            if let Some(refused) = refusal(&account, amount) {
+                return Err(refused);
             }
         }
         match store::use_credit(&tx, customer_id, order_id, amount, &caller.subject, &event).await? {
