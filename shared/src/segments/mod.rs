@@ -124,7 +124,8 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
 
     let tx = conn.begin(organization_id).await?;
     store::allow_long_run(&tx).await?;
-    store::lock_run(&tx).await?;
+    store::lock_scores(&tx).await?;
+    store::lock_totals(&tx).await?;
     tx.changes_organization();
     let (previous, window) = tokio::try_join!(store::last_run(&tx), store::window(&tx))?;
     let mode = match (&previous, window) {

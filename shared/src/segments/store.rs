@@ -58,18 +58,15 @@ pub async fn lock_scores(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serializes the organization's segment writers (as [`lock_scores`]) and keeps its consumers
-/// from adding to the totals (they take the second lock shared, see `purchases::hold_totals`),
-/// until the transaction ends: what a run holds.
-pub async fn lock_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+/// Keeps the consumer from adding to the organization's totals until the transaction ends (it
+/// takes the same lock shared, see `purchases::hold_totals`).
+pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('segment runs ' || o, 0)), \
-             pg_advisory_xact_lock(hashtextextended('segment totals ' || o, 0)) \
-         FROM (SELECT $1::text AS o) AS organization",
+        "SELECT pg_advisory_xact_lock(hashtextextended('segment totals ' || $1::text, 0))",
         &[&tx.organization_id().to_string()],
     )
     .await
-    .context("waiting for the organization's segment writers and purchase consumers")?;
+    .context("waiting for the consumers of the organization's purchases")?;
     Ok(())
 }
 
