@@ -95,6 +95,21 @@ impl PageRequest {
         self.page_with(rows, |row| id_of(row).as_bytes().to_vec())
     }
 
+    /// `page` for a list read in bounded steps: when no row follows the page but the read
+    /// stopped before the end, the cursor points at `read_through`, the last id read.
+    pub fn page_read_through<T>(
+        &self,
+        rows: Vec<T>,
+        id_of: impl Fn(&T) -> Uuid,
+        read_through: Option<Uuid>,
+    ) -> ListResponse<T> {
+        let mut page = self.page(rows, id_of);
+        if page.next_cursor.is_none() {
+            page.next_cursor = read_through.map(|id| URL_SAFE_NO_PAD.encode(id.as_bytes()));
+        }
+        page
+    }
+
     /// `page` for lists ordered by a sequence number.
     pub fn page_by_seq<T>(&self, rows: Vec<T>, seq_of: impl Fn(&T) -> i64) -> ListResponse<T> {
         self.page_with(rows, |row| seq_of(row).to_be_bytes().to_vec())

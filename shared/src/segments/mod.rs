@@ -379,7 +379,8 @@ pub async fn overview(app: &App, caller: &Caller) -> Result<SegmentsOverview, Ap
     Ok(SegmentsOverview { customers_total, segments, last_run })
 }
 
-/// `GET /segments/{segment_code}/customers`: ids (and scores) in id order, keyset pages.
+/// `GET /segments/{segment_code}/customers`: ids (and scores) in id order, keyset pages; a page
+/// reads a bounded number of rows, so it may be short (see [`store::MEMBERS_READ_PER_PAGE`]).
 #[tracing::instrument(name = "segments.members", skip_all, fields(organization_id = %caller.organization_id))]
 pub async fn members(
     app: &App,
@@ -391,7 +392,7 @@ pub async fn members(
     let after = page.after_id()?;
     let mut conn = app.db.connection().await?;
     let tx = conn.begin(caller.organization_id).await?;
-    let rows = store::members(&tx, segment, after, page.fetch_limit()).await?;
+    let read = store::members(&tx, segment, after, page.fetch_limit(), store::MEMBERS_READ_PER_PAGE).await?;
     tx.commit().await?;
-    Ok(page.page(rows, |member| member.customer_id))
+    Ok(page.page_read_through(read.members, |member| member.customer_id, read.read_through))
 }

@@ -714,30 +714,56 @@ pub async fn summary(tx: &TenantTx<'_>) -> anyhow::Result<Vec<SegmentSummary>> {
         .collect())
 }
 
-/// The customers of a segment after `after`, in id order.
+/// Rows one page of a segment's customers reads at most. No index leads by segment code: it
+/// would make every segment change a non-HOT update and cost a first run a third of its insert.
+/// A page walks the organization's rows in id order instead, so a rare segment answers a short,
+/// even empty, page whose cursor continues after the last row read.
+pub const MEMBERS_READ_PER_PAGE: i64 = 20_000;
+
+/// Up to `limit` customers of a segment after `after`, in id order, from at most `read_at_most`
+/// rows.
+#[derive(Debug)]
+pub struct Members {
+    pub members: Vec<SegmentMember>,
+    /// The last id read, when the read stopped at `read_at_most` rows.
+    pub read_through: Option<Uuid>,
+}
+
+/// The customers of a segment after `after` (see [`Members`]).
 pub async fn members(
     tx: &TenantTx<'_>,
     segment: SegmentCode,
     after: Option<Uuid>,
     limit: i64,
-) -> anyhow::Result<Vec<SegmentMember>> {
+    read_at_most: i64,
+) -> anyhow::Result<Members> {
     let rows = tx
         .query(
-            "SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value FROM customer_segments \
-             WHERE organization_id = $1 AND segment_code = $2 AND ($3::uuid IS NULL OR customer_id > $3) \
-             ORDER BY customer_id LIMIT $4",
-            &[&tx.organization_id(), &segment, &after, &limit],
+            "WITH read AS MATERIALIZED ( \
+                 SELECT customer_id, segment_code, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value \
+                 FROM customer_segments WHERE organization_id = $1 AND customer_id > $3 \
+                 ORDER BY customer_id LIMIT $5) \
+             (SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value, false AS boundary \
+              FROM read WHERE segment_code = $2 ORDER BY customer_id LIMIT $4) \
+             UNION ALL \
+             (SELECT customer_id, NULL, NULL, NULL, NULL, true FROM read \
+              WHERE (SELECT count(*) FROM read) = $5 ORDER BY customer_id DESC LIMIT 1)",
+            &[&tx.organization_id(), &segment, &after.unwrap_or(Uuid::nil()), &limit, &read_at_most],
         )
         .await
         .context("listing a segment's customers")?;
-    Ok(rows
-        .iter()
-        .map(|row| SegmentMember {
-            customer_id: row.get(0),
-            rfm_recency: row.get(1),
-            rfm_frequency: row.get(2),
-            rfm_monetary: row.get(3),
-            lifetime_value: Money::from_decimal(row.get(4)),
-        })
-        .collect())
+    let (boundary, members): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|row| row.get::<_, bool>(5));
+    Ok(Members {
+        members: members
+            .into_iter()
+            .map(|row| SegmentMember {
+                customer_id: row.get(0),
+                rfm_recency: row.get(1),
+                rfm_frequency: row.get(2),
+                rfm_monetary: row.get(3),
+                lifetime_value: Money::from_decimal(row.get(4)),
+            })
+            .collect(),
+        read_through: boundary.first().map(|row| row.get(0)),
+    })
 }

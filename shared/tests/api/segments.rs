@@ -9,8 +9,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use shared::config::InboundConfig;
 use shared::events::inbound::{apply, InboundEnvelope};
+use shared::paging::{Limit, PageRequest};
 use shared::segments::rfm::{self, Purchase};
-use shared::segments::{run_organization, RunOptions, SegmentCode, Trigger};
+use shared::segments::{run_organization, store, RunOptions, SegmentCode, Trigger};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -479,4 +480,37 @@ async fn segment_routes_answer_404_or_empty_across_tenants_and_need_their_scopes
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let unknown = app.call(Method::GET, "/api/v1/segments/whales/customers", Some(&reader), None).await;
     assert!(unknown.status.is_client_error());
+}
+
+#[tokio::test]
+async fn pages_that_read_a_few_rows_each_list_every_segment_whole() {
+    let app = TestApp::spawn().await;
+    let mut shop = Shop::open(&app, app.org_a, 12).await;
+    shop.fill(&app).await;
+    run_organization(&app.core, app.org_a, options(today(), false)).await.unwrap();
+    let stored = stored(&app, app.org_a).await;
+    let mut connection = app.core.db.connection().await.unwrap();
+    let mut short_pages_with_a_cursor = 0;
+    for code in SegmentCode::ALL {
+        let expected: Vec<Uuid> = stored.iter().filter(|(_, a)| a.segment == *code).map(|(id, _)| *id).collect();
+        let mut listed = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = PageRequest::parse(Some(Limit(2)), cursor.as_deref()).unwrap();
+            let tx = connection.begin(app.org_a).await.unwrap();
+            let read = store::members(&tx, *code, page.after_id().unwrap(), page.fetch_limit(), 3).await.unwrap();
+            tx.commit().await.unwrap();
+            let page = page.page_read_through(read.members, |member| member.customer_id, read.read_through);
+            listed.extend(page.items.iter().map(|member| member.customer_id));
+            match page.next_cursor {
+                Some(next) => {
+                    short_pages_with_a_cursor += usize::from(page.items.len() < 2);
+                    cursor = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(listed, expected, "{code:?}");
+    }
+    assert!(short_pages_with_a_cursor > 0, "some pages stop at the rows they may read");
 }
