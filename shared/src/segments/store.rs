@@ -13,7 +13,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -448,9 +448,9 @@ pub async fn write_all_changes(
 /// new `segment_code`, flags and scores and their `old_segment`, over the parameters `params`)
 /// goes through `write` (a statement over the CTE `changed`, `$run` standing for the run id,
 /// returning a row per row written), and, when `announce`, one
-/// `customers.customer.segment_changed` event per changed segment goes to the outbox (the
-/// envelope of `events::Envelope`; ids, codes and the run only). Answers the rows, events and
-/// segment moves.
+/// `customers.customer.segment_changed` event per changed segment goes to the outbox: the run's
+/// [`Envelope`](crate::events::Envelope), given each event's id and customer. Answers the rows,
+/// events and segment moves.
 async fn write_changes(
     tx: &TenantTx<'_>,
     changed: &str,
@@ -462,19 +462,19 @@ async fn write_changes(
     let event_type = crate::events::types::CUSTOMER_SEGMENT_CHANGED;
     let nil = Uuid::nil();
     let group_prefix = crate::events::message_group(event_type, nil).trim_end_matches(&nil.to_string()).to_string();
-    let now = Utc::now();
-    let time = serde_json::to_value(now).context("serializing the event time")?;
+    let envelope = crate::events::Envelope::new(tx.organization_id(), event_type, json!({ "run_id": run_id }));
+    let time = envelope.time;
+    let envelope = serde_json::to_value(envelope).context("serializing the event envelope")?;
     let next = params.len() + 1;
-    let [run, announce_p, kind, group, source, time_p, occurred] =
-        std::array::from_fn::<String, 7, _>(|i| format!("${}", next + i));
+    let [run, announce_p, kind, group, envelope_p, occurred] =
+        std::array::from_fn::<String, 6, _>(|i| format!("${}", next + i));
     params.extend::<Params>(vec![
         Box::new(run_id),
         Box::new(announce),
         Box::new(event_type),
         Box::new(group_prefix),
-        Box::new(crate::events::SOURCE),
+        Box::new(envelope),
         Box::new(time),
-        Box::new(now),
     ]);
     let sql = format!(
         "WITH changed AS MATERIALIZED ({changed}), \
@@ -482,10 +482,9 @@ async fn write_changes(
          announced AS ( \
              INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
              SELECT e.id, current_organization_id(), {kind}::text, {group}::text || c.customer_id::text, \
-                 jsonb_build_object('id', e.id, 'type', {kind}::text, 'source', {source}::text, 'time', {time_p}::jsonb, \
-                     'organization_id', current_organization_id(), \
-                     'data', jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
-                         'new_segment', c.segment_code, 'run_id', {run}::uuid)), \
+                 {envelope_p}::jsonb || jsonb_build_object('id', e.id, 'data', ({envelope_p}::jsonb -> 'data') \
+                     || jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
+                         'new_segment', c.segment_code)), \
                  {occurred} \
              FROM changed c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
              WHERE {announce_p}::boolean AND c.segment_code IS DISTINCT FROM c.old_segment \
@@ -737,6 +736,12 @@ pub async fn members(
     limit: i64,
     read_at_most: i64,
 ) -> anyhow::Result<Members> {
+    // Only the primary key's order bounds the read: with statistics from before a first run, the
+    // planner chose to read and sort the whole organization (1,000,000 rows: 0.64 s, 50 MB on
+    // disk) rather than walk 20,000 rows of the key (15 ms).
+    tx.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)", &[])
+        .await
+        .context("setting up the walk of a segment's customers")?;
     let rows = tx
         .query(
             "WITH read AS MATERIALIZED ( \
