@@ -87,9 +87,10 @@ struct PageQuery {
     cursor: Option<String>,
 }
 
-/// The customers of a segment, in id order. A page reads a bounded number of the organization's
-/// customers, so a rare segment may answer a short or empty page with a `next_cursor`: the list
-/// ends where `next_cursor` is null.
+/// The customers of a segment, in id order.
+///
+/// A page reads a bounded number of the organization's customers, so a rare segment may answer
+/// a short or empty page with a `next_cursor`: the list ends where `next_cursor` is null.
 #[utoipa::path(get, path = "/segments/{segment_code}/customers", tag = "segments",
     params(("segment_code" = SegmentCode, Path), PageQuery),
     responses((status = 200, body = ListResponse<SegmentMember>), (status = 422, body = Problem)),

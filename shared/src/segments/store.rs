@@ -719,16 +719,45 @@ pub async fn summary(tx: &TenantTx<'_>) -> anyhow::Result<Vec<SegmentSummary>> {
 /// even empty, page whose cursor continues after the last row read.
 pub const MEMBERS_READ_PER_PAGE: i64 = 20_000;
 
-/// Up to `limit` customers of a segment after `after`, in id order, from at most `read_at_most`
-/// rows.
+/// A page of a segment's customers (see [`members`]).
 #[derive(Debug)]
 pub struct Members {
     pub members: Vec<SegmentMember>,
-    /// The last id read, when the read stopped at `read_at_most` rows.
+    /// The last id read, when the page found fewer members than asked for in exactly
+    /// `read_at_most` rows: the walk goes on after it.
     pub read_through: Option<Uuid>,
 }
 
-/// The customers of a segment after `after` (see [`Members`]).
+/// A page of segment `$2`'s customers: the members among the first `$4` rows of the
+/// organization `$1` after the id `$3`, in id order, at most `$5` of them (the limit stops the
+/// walk once they are found); then, when fewer are found and the walk read all `$4` rows, the
+/// last id it read, flagged. One statement, so both parts read the same snapshot.
+pub const MEMBERS_SQL: &str = "WITH members AS MATERIALIZED ( \
+        SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value \
+        FROM (SELECT customer_id, segment_code, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value \
+              FROM customer_segments WHERE organization_id = $1 AND customer_id > $3 \
+              ORDER BY customer_id LIMIT $4) AS walked \
+        WHERE segment_code = $2 ORDER BY customer_id LIMIT $5) \
+    SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value, false AS last_read FROM members \
+    UNION ALL \
+    SELECT customer_id, NULL, NULL, NULL, NULL, true \
+    FROM (SELECT customer_id FROM customer_segments WHERE organization_id = $1 AND customer_id > $3 \
+          ORDER BY customer_id OFFSET $4 - 1 LIMIT 1) AS stop \
+    WHERE (SELECT count(*) FROM members) < $5 \
+    ORDER BY 6, 1";
+
+/// Makes the transaction's reads of `customer_segments` walk its primary key. With statistics
+/// from before a first run, the planner chose to read and sort a whole organization (1,000,000
+/// rows: 0.64 s, 50 MB on disk) rather than walk 20,000 rows of the key (15 ms).
+pub async fn walk_by_key(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+    tx.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)", &[])
+        .await
+        .context("setting up the walk of a segment's customers")?;
+    Ok(())
+}
+
+/// Up to `limit` customers of a segment after `after`, in id order, from at most `read_at_most`
+/// of the organization's rows.
 pub async fn members(
     tx: &TenantTx<'_>,
     segment: SegmentCode,
@@ -736,28 +765,12 @@ pub async fn members(
     limit: i64,
     read_at_most: i64,
 ) -> anyhow::Result<Members> {
-    // Only the primary key's order bounds the read: with statistics from before a first run, the
-    // planner chose to read and sort the whole organization (1,000,000 rows: 0.64 s, 50 MB on
-    // disk) rather than walk 20,000 rows of the key (15 ms).
-    tx.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)", &[])
-        .await
-        .context("setting up the walk of a segment's customers")?;
+    walk_by_key(tx).await?;
     let rows = tx
-        .query(
-            "WITH read AS MATERIALIZED ( \
-                 SELECT customer_id, segment_code, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value \
-                 FROM customer_segments WHERE organization_id = $1 AND customer_id > $3 \
-                 ORDER BY customer_id LIMIT $5) \
-             (SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value, false AS boundary \
-              FROM read WHERE segment_code = $2 ORDER BY customer_id LIMIT $4) \
-             UNION ALL \
-             (SELECT customer_id, NULL, NULL, NULL, NULL, true FROM read \
-              WHERE (SELECT count(*) FROM read) = $5 ORDER BY customer_id DESC LIMIT 1)",
-            &[&tx.organization_id(), &segment, &after.unwrap_or(Uuid::nil()), &limit, &read_at_most],
-        )
+        .query(MEMBERS_SQL, &[&tx.organization_id(), &segment, &after.unwrap_or(Uuid::nil()), &read_at_most, &limit])
         .await
         .context("listing a segment's customers")?;
-    let (boundary, members): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|row| row.get::<_, bool>(5));
+    let (last_read, members): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|row| row.get::<_, bool>(5));
     Ok(Members {
         members: members
             .into_iter()
@@ -769,6 +782,6 @@ pub async fn members(
                 lifetime_value: Money::from_decimal(row.get(4)),
             })
             .collect(),
-        read_through: boundary.first().map(|row| row.get(0)),
+        read_through: last_read.first().map(|row| row.get(0)),
     })
 }
