@@ -388,7 +388,7 @@ pub async fn write_score_changes(
         scored_sql("customer_segments", &filter)
     );
     let write = "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
-             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $run, \
+             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = c.run_id, \
              calculated_at = now(), updated_at = now() \
          FROM changed c WHERE s.customer_id = c.customer_id RETURNING 1";
     let [r, f, m] = scoring_params(breakpoints);
@@ -427,7 +427,7 @@ pub async fn write_all_changes(
     let write = format!(
         "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $run, now(), 0 \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, run_id, now(), 0 \
          FROM changed ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
              window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
@@ -446,7 +446,7 @@ pub async fn write_all_changes(
 
 /// Writes a run's changes in one statement: `changed` (a query of the rows to write, with their
 /// new `segment_code`, flags and scores and their `old_segment`, over the parameters `params`)
-/// goes through `write` (a statement over the CTE `changed`, `$run` standing for the run id,
+/// goes through `write` (a statement over the CTE `changed`, which adds the column `run_id`,
 /// returning a row per row written), and, when `announce`, one
 /// `customers.customer.segment_changed` event per changed segment goes to the outbox: the run's
 /// [`Envelope`](crate::events::Envelope), given each event's id and customer. Answers the rows,
@@ -477,8 +477,8 @@ async fn write_changes(
         Box::new(time),
     ]);
     let sql = format!(
-        "WITH changed AS MATERIALIZED ({changed}), \
-         written AS ({}), \
+        "WITH changed AS MATERIALIZED (SELECT c.*, {run}::uuid AS run_id FROM ({changed}) AS c), \
+         written AS ({write}), \
          announced AS ( \
              INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
              SELECT e.id, current_organization_id(), {kind}::text, {group}::text || c.customer_id::text, \
@@ -494,7 +494,6 @@ async fn write_changes(
              array_agg(moves.old_segment), array_agg(moves.segment_code), array_agg(moves.customers) \
          FROM (SELECT old_segment, segment_code, count(*) AS customers FROM changed \
                WHERE segment_code IS DISTINCT FROM old_segment GROUP BY 1, 2) AS moves",
-        write.replace("$run", &format!("{run}::uuid")),
     );
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
