@@ -44,6 +44,11 @@ pub struct PageRequest {
     after: Option<Vec<u8>>,
 }
 
+/// The cursor that carries `key`, as [`PageRequest::parse`] reads it back.
+fn cursor(key: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
 fn invalid_cursor() -> ApiError {
     ApiError::invalid("cursor", "is not a cursor this service issued for this list")
 }
@@ -105,7 +110,7 @@ impl PageRequest {
     ) -> ListResponse<T> {
         let mut page = self.page(rows, id_of);
         if page.next_cursor.is_none() {
-            page.next_cursor = read_through.map(|id| URL_SAFE_NO_PAD.encode(id.as_bytes()));
+            page.next_cursor = read_through.map(|id| cursor(id.as_bytes()));
         }
         page
     }
@@ -119,7 +124,7 @@ impl PageRequest {
     pub fn page_with<T>(&self, mut rows: Vec<T>, key_of: impl Fn(&T) -> Vec<u8>) -> ListResponse<T> {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
-        let next_cursor = more.then(|| rows.last().map(|row| URL_SAFE_NO_PAD.encode(key_of(row)))).flatten();
+        let next_cursor = more.then(|| rows.last().map(|row| cursor(&key_of(row)))).flatten();
         ListResponse { items: rows, next_cursor }
     }
 }

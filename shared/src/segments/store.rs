@@ -351,7 +351,7 @@ fn candidate_params(scored_through: i64, moved: &Moved) -> Params {
 }
 
 /// What a run wrote.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Written {
     pub rows: u64,
     pub events: u64,
