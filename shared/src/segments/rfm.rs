@@ -25,6 +25,7 @@
 use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
@@ -39,8 +40,8 @@ pub const MAX_WINDOW_DAYS: u32 = 3650;
 /// another version recomputes from scratch.
 pub const RULES_VERSION: i32 = 1;
 
-/// The percentiles the breakpoints are taken at.
-pub const PERCENTILES: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
+/// The percentiles the breakpoints are taken at, in fifths: the 20/40/60/80th.
+pub const PERCENTILE_FIFTHS: [i64; 4] = [1, 2, 3, 4];
 
 /// The first instant of the window of a run as of `as_of`.
 pub fn window_start(as_of: NaiveDate, window_days: u32) -> DateTime<Utc> {
@@ -60,20 +61,32 @@ pub enum Better {
 pub struct Breakpoints(pub [Decimal; 4]);
 
 impl Breakpoints {
-    /// The breakpoints of a population's values; `None` for an empty population.
+    /// The breakpoints of a population's values (two decimals at most); `None` for an empty
+    /// population.
     pub fn of(values: &[Decimal]) -> Option<Self> {
-        if values.is_empty() {
+        let mut hundredths: Vec<i64> =
+            values.iter().map(|v| (v * Decimal::ONE_HUNDRED).to_i64().expect("two decimals")).collect();
+        Self::of_hundredths(&mut hundredths)
+    }
+
+    /// The breakpoints of values in hundredths (left sorted): the value at position `p x (n - 1)`
+    /// of the sorted values, interpolated linearly between the two neighbours of a fractional
+    /// position, as PostgreSQL's `percentile_cont` does but in exact arithmetic, rounded to two
+    /// decimals. `None` for an empty population.
+    pub fn of_hundredths(values: &mut [i64]) -> Option<Self> {
+        let last = i128::try_from(values.len()).ok()? - 1;
+        if last < 0 {
             return None;
         }
-        let mut sorted = values.to_vec();
-        sorted.sort();
-        let last = Decimal::from(sorted.len() - 1);
-        Some(Self(PERCENTILES.map(|fraction| {
-            let position = Decimal::try_from(fraction).expect("a percentile") * last;
-            let below = position.floor();
-            let low = sorted[usize::try_from(below).expect("an index")];
-            let high = sorted[usize::try_from(position.ceil()).expect("an index")];
-            (low + (position - below) * (high - low)).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+        values.sort_unstable();
+        Some(Self(PERCENTILE_FIFTHS.map(|fifths| {
+            let position = i128::from(fifths) * last;
+            let below = usize::try_from(position / 5).expect("an index");
+            let (low, part) = (i128::from(values[below]), position % 5);
+            let high = if part == 0 { low } else { i128::from(values[below + 1]) };
+            // low + part/5 (high - low), in hundredths.
+            let value = Decimal::from_i128_with_scale(5 * low + part * (high - low), 0) / Decimal::from(500);
+            value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
         })))
     }
 

@@ -4,8 +4,9 @@
 //! A run works over a *source* of per-customer totals with the columns `customer_id`,
 //! `window_orders`, `window_amount`, `last_purchase_at` (and the lifetime totals): either
 //! `customer_segments` itself (the incremental path) or `rfm_totals`, a temporary table
-//! aggregated from the purchases (the from-scratch path). Breakpoints and scores are computed
-//! by the same SQL over either, generated from the rules in [`super::rfm`].
+//! aggregated from the purchases (the from-scratch path). Over either, the same pass reads the
+//! measures the breakpoints are placed on (by [`super::rfm::Breakpoints`]), and the same SQL,
+//! generated from the rules in [`super::rfm`], scores the rows.
 
 use std::time::Duration;
 
@@ -191,12 +192,11 @@ pub struct Population {
 }
 
 /// The breakpoints of the window population of `totals` and its size; over kept totals also
-/// the customers per segment code, so a run can count its segments from its own changes.
+/// the customers per segment code, so a run can count its segments from its own changes. One
+/// pass reads the population's measures and [`Breakpoints::of_hundredths`] places the
+/// breakpoints, so they have one definition, in exact arithmetic (a million customers: 0.64 s
+/// with the arrays sorted here, 0.66 s when PostgreSQL sorted them for `percentile_cont`).
 pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> anyhow::Result<Population> {
-    let rounded = |column: &str| {
-        format!("ARRAY(SELECT round(v::numeric, 2) FROM unnest({column}) WITH ORDINALITY AS u(v, i) ORDER BY i)")
-    };
-    let percentiles = format!("percentile_cont('{{{}}}'::float8[])", rfm::PERCENTILES.map(|p| p.to_string()).join(","));
     let in_window = "FILTER (WHERE t.window_orders > 0)";
     let codes: Vec<Option<SegmentCode>> =
         std::iter::once(None).chain(SegmentCode::ALL.iter().copied().map(Some)).collect();
@@ -204,40 +204,30 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
         Some(code) => format!("t.segment_code = '{}'", code.as_str()),
         None => "t.segment_code IS NULL".to_string(),
     };
-    let (counts, count_columns): (String, String) = match totals {
-        Totals::Kept => codes
-            .iter()
-            .enumerate()
-            .map(|(i, code)| (format!(", count(*) FILTER (WHERE {}) AS c{i}", counted(code)), format!(", c{i}")))
-            .unzip(),
-        Totals::Aggregated => Default::default(),
+    let counts: String = match totals {
+        Totals::Kept => codes.iter().map(|code| format!(", count(*) FILTER (WHERE {})", counted(code))).collect(),
+        Totals::Aggregated => String::new(),
     };
     let sql = format!(
-        "SELECT n, {}, {}, {}{count_columns} FROM ( \
-             SELECT count(*) {in_window} AS n, \
-                 {percentiles} WITHIN GROUP (ORDER BY {}) {in_window} AS r, \
-                 {percentiles} WITHIN GROUP (ORDER BY t.window_orders) {in_window} AS f, \
-                 {percentiles} WITHIN GROUP (ORDER BY t.window_amount) {in_window} AS m \
-                 {counts} \
-             FROM {} t) AS p",
-        rounded("r"),
-        rounded("f"),
-        rounded("m"),
+        "SELECT count(*) {in_window}, array_agg({}) {in_window}, array_agg(t.window_orders) {in_window}, \
+             array_agg((t.window_amount * 100)::bigint) {in_window} {counts} \
+         FROM {} t",
         recency_days_sql("$1"),
         totals.table(),
     );
-    let row = tx.query_one(&sql, &[&as_of]).await.context("computing the breakpoints")?;
+    let row = tx.query_one(&sql, &[&as_of]).await.context("reading the window population")?;
     let scored: i64 = row.get(0);
-    let array = |i: usize| -> Option<Breakpoints> {
-        let values: Option<Vec<Decimal>> = row.get(i);
-        values.and_then(|values| <[Decimal; 4]>::try_from(values).ok()).map(Breakpoints)
+    let whole = |i: usize| -> Vec<i64> {
+        row.get::<_, Option<Vec<i32>>>(i).unwrap_or_default().into_iter().map(|v| i64::from(v) * 100).collect()
     };
-    let breakpoints = match (array(1), array(2), array(3)) {
-        (Some(recency), Some(frequency), Some(monetary)) if scored > 0 => {
-            Some(RunBreakpoints { recency, frequency, monetary })
-        }
-        _ => None,
-    };
+    let cents: Option<Vec<i64>> = row.get(3);
+    let breakpoints = (|| {
+        Some(RunBreakpoints {
+            recency: Breakpoints::of_hundredths(&mut whole(1))?,
+            frequency: Breakpoints::of_hundredths(&mut whole(2))?,
+            monetary: Breakpoints::of_hundredths(&mut cents?)?,
+        })
+    })();
     let segments = (totals == Totals::Kept)
         .then(|| codes.iter().enumerate().map(|(i, code)| (*code, row.get::<_, i64>(4 + i))).collect());
     Ok(Population { scored, breakpoints, segments })

@@ -177,6 +177,36 @@ async fn the_nightly_sql_scores_every_customer_as_the_documented_rules_do() {
 }
 
 #[tokio::test]
+async fn breakpoints_are_the_percentiles_postgresql_interpolates() {
+    let app = TestApp::spawn().await;
+    let client = app.admin().await;
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for size in (1..=40).chain([97, 1_000, 12_345]) {
+        // Every other population has few distinct values, so ties sit on the breakpoints.
+        let spread = if size % 2 == 0 { 7 } else { 10_000_000 };
+        let mut hundredths: Vec<i64> = (0..size).map(|_| next(spread) as i64).collect();
+        let postgresql: Vec<Decimal> = client
+            .query_one(
+                "SELECT ARRAY(SELECT round(v::numeric, 2) FROM unnest(p) WITH ORDINALITY AS u(v, i) ORDER BY i) \
+                 FROM (SELECT percentile_cont('{0.2,0.4,0.6,0.8}'::float8[]) WITHIN GROUP (ORDER BY h / 100.0) AS p \
+                       FROM unnest($1::bigint[]) AS h) AS s",
+                &[&hundredths],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let ours = rfm::Breakpoints::of_hundredths(&mut hundredths).unwrap();
+        assert_eq!(ours.0.to_vec(), postgresql, "{size} values");
+    }
+}
+
+#[tokio::test]
 async fn the_nightly_run_and_recalculating_one_customer_agree() {
     let app = TestApp::spawn().await;
     let mut shop = Shop::open(&app, app.org_a, 12).await;
