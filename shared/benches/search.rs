@@ -24,7 +24,6 @@ use shared::http::AppState;
 use shared::paging::PageRequest;
 use shared::search::query::SearchQuery;
 use shared::search::SearchFilter;
-use tokio_postgres::types::ToSql;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -212,8 +211,7 @@ async fn direct(
     tx.execute(&prepared.settings, &[]).await.unwrap();
     let (after, limit) = (page.after_score().unwrap(), page.fetch_limit());
     let params = shared::search::store::search_params(organization, &parsed, &SearchFilter::default(), after, limit);
-    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-    tx.query(&prepared.search, &params).await.unwrap();
+    tx.query(&prepared.search, &shared::db::borrow_params(&params)).await.unwrap();
     tx.commit().await.unwrap();
     started.elapsed()
 }

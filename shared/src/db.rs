@@ -328,6 +328,14 @@ impl TenantTx<'_> {
     }
 }
 
+/// Statement parameters whose number and types a query decides at run time.
+pub type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// `params` as a statement takes them.
+pub fn borrow_params(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
 /// The name of the unique constraint a statement violated, if that is why it failed.
 pub fn unique_violation(error: &tokio_postgres::Error) -> Option<&str> {
     let db_error = error.as_db_error()?;

@@ -3,12 +3,11 @@
 use std::sync::LazyLock;
 
 use anyhow::Context;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::query::SearchQuery;
 use super::{SearchFilter, SearchHit};
-use crate::db::TenantTx;
+use crate::db::{borrow_params, Params, TenantTx};
 use crate::error::ApiError;
 
 /// Candidates one branch may contribute: a very common term costs at most this many rows.
@@ -236,7 +235,7 @@ pub fn search_params(
     filter: &SearchFilter,
     after: Option<(f64, Uuid)>,
     limit: i64,
-) -> Vec<Box<dyn ToSql + Sync + Send>> {
+) -> Params {
     let has_letters = query.text.chars().any(char::is_alphabetic);
     vec![
         Box::new(organization_id),
@@ -276,8 +275,7 @@ pub async fn search(
 ) -> Result<Vec<SearchHit>, ApiError> {
     tx.execute(SEARCH_SETTINGS_SQL, &[]).await.context("tuning the search transaction")?;
     let params = search_params(tx.organization_id(), query, filter, after, limit);
-    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-    let rows = tx.query(search_sql(), &params).await.context("searching customers")?;
+    let rows = tx.query(search_sql(), &borrow_params(&params)).await.context("searching customers")?;
     Ok(rows
         .iter()
         .map(|row| SearchHit {

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::model::{CustomerSegmentRow, SegmentMember, SegmentRun, SegmentSummary};
 use super::rfm::{self, Better, Breakpoints, Moved, RunBreakpoints};
 use super::SegmentCode;
-use crate::db::TenantTx;
+use crate::db::{borrow_params, Params, TenantTx};
 use crate::money::Money;
 
 /// Longest statement and lock wait of a run's transactions (the runtime role's defaults are a
@@ -311,8 +311,6 @@ fn candidates_sql() -> String {
     format!("t.organization_id = current_organization_id() AND ({})", arms.join(" OR "))
 }
 
-type Params = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
-
 /// The parameters of [`candidates_sql`]: the last scored totals version, then the ranges: four
 /// of orders, four of amounts, five of purchase times (the four moved recency breakpoints and
 /// the clamped newest purchases).
@@ -485,9 +483,7 @@ async fn write_changes(
          FROM (SELECT old_segment, segment_code, count(*) AS customers FROM changed \
                WHERE segment_code IS DISTINCT FROM old_segment GROUP BY 1, 2) AS moves",
     );
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-    let row = tx.query_one(&sql, &params).await?;
+    let row = tx.query_one(&sql, &borrow_params(&params)).await?;
     let (rows, events): (i64, i64) = (row.get(0), row.get(1));
     let from: Option<Vec<Option<SegmentCode>>> = row.get(2);
     let to: Option<Vec<Option<SegmentCode>>> = row.get(3);

@@ -331,8 +331,7 @@ async fn every_kind_of_match_is_an_index_range_under_row_level_security() {
         tx.execute(store::SEARCH_SETTINGS_SQL, &[]).await.unwrap();
         let query = SearchQuery::parse(typed).unwrap();
         let params = store::search_params(app.org_a, &query, &SearchFilter::default(), None, 20);
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let params = shared::db::borrow_params(&params);
         let plan = tx.query(&format!("EXPLAIN {}", store::search_sql()), &params).await.unwrap();
         let plan: Vec<String> = plan.iter().map(|row| row.get(0)).collect();
         let filtered: Vec<&String> =
@@ -375,8 +374,7 @@ async fn a_query_of_any_length_over_near_identical_names_does_bounded_work() {
         tx.execute(store::SEARCH_SETTINGS_SQL, &[]).await.unwrap();
         let query = SearchQuery::parse(&typed).unwrap();
         let params = store::search_params(app.org_a, &query, &SearchFilter::default(), None, 20);
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let params = shared::db::borrow_params(&params);
         let explained = tx
             .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", store::search_sql()), &params)
             .await
