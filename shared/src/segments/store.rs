@@ -709,14 +709,15 @@ pub const MEMBERS_READ_PER_PAGE: i64 = 20_000;
 pub struct Members {
     pub members: Vec<SegmentMember>,
     /// The last id read, when the page found fewer members than asked for in exactly
-    /// `read_at_most` rows: the walk goes on after it.
+    /// `read_at_most` rows and rows remain after it: the walk goes on after it.
     pub read_through: Option<Uuid>,
 }
 
 /// A page of segment `$2`'s customers: the members among the first `$4` rows of the
 /// organization `$1` after the id `$3`, in id order, at most `$5` of them (the limit stops the
-/// walk once they are found); then, when fewer are found and the walk read all `$4` rows, the
-/// last id it read, flagged. One statement, so both parts read the same snapshot.
+/// walk once they are found); then, when fewer are found and the walk read all `$4` rows but
+/// not the organization's last, the last id it read, flagged. One statement, so both parts
+/// read the same snapshot.
 pub const MEMBERS_SQL: &str = "WITH members AS MATERIALIZED ( \
         SELECT customer_id, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value \
         FROM (SELECT customer_id, segment_code, rfm_recency, rfm_frequency, rfm_monetary, lifetime_value \
@@ -729,6 +730,8 @@ pub const MEMBERS_SQL: &str = "WITH members AS MATERIALIZED ( \
     FROM (SELECT customer_id FROM customer_segments WHERE organization_id = $1 AND customer_id > $3 \
           ORDER BY customer_id OFFSET $4 - 1 LIMIT 1) AS stop \
     WHERE (SELECT count(*) FROM members) < $5 \
+      AND EXISTS (SELECT 1 FROM customer_segments more \
+                  WHERE more.organization_id = $1 AND more.customer_id > stop.customer_id) \
     ORDER BY 6, 1";
 
 /// Makes the transaction's reads of `customer_segments` walk its primary key. With statistics

@@ -544,6 +544,14 @@ async fn pages_that_read_a_few_rows_each_list_every_segment_whole() {
         assert_eq!(listed, expected, "{code:?}");
     }
     assert!(short_pages_with_a_cursor > 0, "some pages stop at the rows they may read");
+    // A walk that reads up to the organization's last row ends there: no cursor to an empty page.
+    let ids: Vec<Uuid> = stored.keys().copied().collect();
+    for (read_at_most, read_through) in [(ids.len(), None), (ids.len() - 1, Some(ids[ids.len() - 2]))] {
+        let tx = connection.begin(app.org_a).await.unwrap();
+        let read = store::members(&tx, SegmentCode::Lost, None, 100, read_at_most as i64).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(read.read_through, read_through, "reading {read_at_most} of {} rows", ids.len());
+    }
 }
 
 #[tokio::test]
