@@ -114,7 +114,7 @@ async fn run() {
     let token: Arc<str> =
         issue_hs256_token(SECRET, organization, "bench", &["credit:write"], Duration::from_secs(3600)).unwrap().into();
     let sql: Arc<str> = shared::credit::store::use_credit_sql().into();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
+    let endpoint = local_aws::emulator_endpoint();
     let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await);
     let queues = create_queues(&sqs, &format!("bench{}-", std::process::id()), RetryPolicy::default())
         .await

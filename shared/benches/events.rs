@@ -289,7 +289,7 @@ async fn main() {
 /// Creation latency through the customers router without and with the publish after commit.
 async fn publish_after_commit(database: &str, organization: Uuid) {
     const PER_ROUND: usize = 100;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
+    let endpoint = local_aws::emulator_endpoint();
     let sqs = aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await);
     let prefix = format!("bench{}-", std::process::id());
     let queues = create_queues(&sqs, &prefix, RetryPolicy::default())

@@ -76,13 +76,13 @@ enum Command {
     },
     /// Create the local queues on the emulator; prints `NAME=url` lines for an env file.
     Queues {
-        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = local_aws::DEFAULT_EMULATOR_ENDPOINT)]
         endpoint: String,
     },
     /// Send the bodies of an SQS event file (e.g. `functions/events/events/tier-changed.json`)
     /// to the local `customers-inbound` queue.
     SendInbound {
-        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = local_aws::DEFAULT_EMULATOR_ENDPOINT)]
         endpoint: String,
         #[arg(long)]
         data_file: std::path::PathBuf,
@@ -90,7 +90,7 @@ enum Command {
     /// Feed `customers-inbound` to the `events` function in batches and invoke the relay and
     /// the overdue job on timers, through `cargo lambda watch`'s invoke API.
     EventSources {
-        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:5000")]
+        #[arg(long, env = "AWS_ENDPOINT_URL", default_value = local_aws::DEFAULT_EMULATOR_ENDPOINT)]
         endpoint: String,
         /// Where `cargo lambda watch` serves.
         #[arg(long, default_value = "http://127.0.0.1:9000")]

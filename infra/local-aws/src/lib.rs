@@ -17,6 +17,15 @@ pub const INBOUND_QUEUE: &str = "customers-inbound";
 pub const INBOUND_DLQ: &str = "customers-inbound-dlq";
 pub const OUTBOUND_QUEUE: &str = "customers-events.fifo";
 
+/// The address `infra/local/services.sh` starts the emulator on.
+pub const DEFAULT_EMULATOR_ENDPOINT: &str = "http://127.0.0.1:5000";
+
+/// Where the emulator of `make test` and `make dev` answers: `AWS_ENDPOINT_URL`, which
+/// `infra/local/services.sh` sets, or [`DEFAULT_EMULATOR_ENDPOINT`].
+pub fn emulator_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| DEFAULT_EMULATOR_ENDPOINT.into())
+}
+
 /// Messages the event source mapping hands over at most per invocation, as in `template.yaml`.
 pub const BATCH_SIZE: i32 = 10;
 

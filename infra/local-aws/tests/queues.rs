@@ -5,7 +5,7 @@ use local_aws::{create_queues, RetryPolicy};
 
 /// A client of the emulator, with its dummy credentials.
 async fn emulator() -> aws_sdk_sqs::Client {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
+    let endpoint = local_aws::emulator_endpoint();
     aws_sdk_sqs::Client::new(&shared::aws::for_emulator(&endpoint).await)
 }
 

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::Router;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+pub use local_aws::emulator_endpoint;
 use local_aws::Queues;
 use serde_json::Value;
 use shared::app::App;
@@ -321,11 +322,6 @@ pub fn person(first: &str, last: &str) -> Value {
         "last_name": last,
         "email": format!("{}.{}.{n}@example.com", first.to_lowercase(), last.to_lowercase()),
     })
-}
-
-/// The SQS/Secrets Manager emulator of `make test` (`AWS_ENDPOINT_URL`).
-pub fn emulator_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into())
 }
 
 /// An SQS client of the shared emulator.
