@@ -65,7 +65,7 @@ impl Breakpoints {
     /// population.
     pub fn of(values: &[Decimal]) -> Option<Self> {
         let mut hundredths: Vec<i64> =
-            values.iter().map(|v| (v * Decimal::ONE_HUNDRED).to_i64().expect("two decimals")).collect();
+            values.iter().map(|v| (v * Decimal::ONE_HUNDRED).to_i64().expect("hundredths within i64")).collect();
         Self::of_hundredths(&mut hundredths)
     }
 
