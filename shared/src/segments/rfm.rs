@@ -1,7 +1,8 @@
 //! RFM scoring, the rules in one place: the window, the breakpoints, the scores, the rule table
-//! and the flags. The nightly SQL is generated from these definitions ([`score_sql`],
-//! [`rules_case_sql`], [`flags_sql`]), and [`score_population`] is the same computation in
-//! plain Rust, which the tests hold the SQL to.
+//! and the flags. The nightly SQL only looks up what these definitions computed: the score of
+//! each step between breakpoints ([`score_sql`]), and the segment and flags of each of the 125
+//! score triples ([`assessment_sql`]). [`score_population`] is the whole computation in plain
+//! Rust, which the tests hold the SQL to.
 //!
 //! - **Window.** A run has an as-of date and a window of `window_days` (default 365): the
 //!   completed purchases with `occurred_at >= as_of - window_days` (midnight UTC) count. A
@@ -96,15 +97,37 @@ impl Breakpoints {
         let tied = self.0.iter().filter(|b| value == **b).count();
         u8::try_from(1 + beaten + tied / 2).expect("at most 5")
     }
+
+    /// The score of every value, in nine steps: below the first breakpoint, on it, between it
+    /// and the next, on that one, …, above the last (a step between two equal breakpoints is
+    /// empty). Each is [`Breakpoints::score`] of a value inside the step.
+    pub fn steps(&self, better: Better) -> [u8; 9] {
+        let nudge = Decimal::new(1, 3);
+        let [b1, b2, b3, b4] = self.0;
+        [b1 - nudge, b1, b1 + nudge, b2, b2 + nudge, b3, b3 + nudge, b4, b4 + nudge]
+            .map(|value| self.score(value, better))
+    }
+
+    /// What [`score_sql`] looks a value up in: the four breakpoints in hundredths (exact: they
+    /// have two decimals), then the nine [`Breakpoints::steps`].
+    pub fn lookup(&self, better: Better) -> Vec<i64> {
+        let hundredths = self.0.map(|b| (b * Decimal::ONE_HUNDRED).to_i64().unwrap_or(i64::MAX));
+        hundredths.into_iter().chain(self.steps(better).map(i64::from)).collect()
+    }
 }
 
-/// The score SQL of [`Breakpoints::score`]: `value` an SQL expression, `breakpoints` a
-/// `numeric[]` expression of four elements.
-pub fn score_sql(value: &str, breakpoints: &str, better: Better) -> String {
-    let beats = if better == Better::Higher { ">" } else { "<" };
-    let beaten = (1..=4).map(|i| format!("({value} {beats} {breakpoints}[{i}])::int")).collect::<Vec<_>>().join(" + ");
-    let tied = (1..=4).map(|i| format!("({value} = {breakpoints}[{i}])::int")).collect::<Vec<_>>().join(" + ");
-    format!("(1 + {beaten} + ({tied}) / 2)")
+/// The score SQL of [`Breakpoints::score`]: which of the nine steps the value in hundredths
+/// `value` (an SQL expression) falls in, and that step's score, both from `lookup`, a
+/// `bigint[]` expression of [`Breakpoints::lookup`]. The score itself is computed only in Rust.
+pub fn score_sql(value: &str, lookup: &str) -> String {
+    let mut sql = "CASE".to_string();
+    for i in 1..=4 {
+        let (below, on) = (3 + 2 * i, 4 + 2 * i);
+        sql += &format!(
+            " WHEN {value} < {lookup}[{i}] THEN {lookup}[{below}] WHEN {value} = {lookup}[{i}] THEN {lookup}[{on}]"
+        );
+    }
+    sql + &format!(" ELSE {lookup}[13] END::int")
 }
 
 /// Recency, frequency and monetary scores, 1 to 5 each.
@@ -215,22 +238,34 @@ pub fn rule_for(scores: Scores) -> &'static Rule {
     RULES.iter().find(|rule| rule.matches(scores)).expect("the last rule matches everything")
 }
 
-/// The SQL `CASE` of [`RULES`] over integer score expressions; `lost` for null scores.
-pub fn rules_case_sql(r: &str, f: &str, m: &str) -> String {
-    let mut sql = format!("CASE WHEN {r} IS NULL THEN '{}'", NO_PURCHASE_SEGMENT.as_str());
-    for rule in RULES {
-        let within = |column: &str, range: &RangeInclusive<u8>| {
-            format!("{column} BETWEEN {} AND {}", range.start(), range.end())
-        };
-        sql += &format!(
-            " WHEN {} AND {} AND {} THEN '{}'",
-            within(r, &rule.recency),
-            within(f, &rule.frequency),
-            within(m, &rule.monetary),
-            rule.segment.as_str()
-        );
-    }
-    sql + " END"
+/// Where a score triple sits in [`assessment_sql`]'s arrays (1-based, as SQL arrays are).
+fn triple_index(r: &str, f: &str, m: &str) -> String {
+    format!("(({r} - 1) * 25 + ({f} - 1) * 5 + {m})")
+}
+
+/// The segment, VIP and at-risk SQL of the integer score expressions `r`, `f` and `m`, looked
+/// up in arrays of all 125 triples that [`rule_for`], [`is_vip`] and [`is_at_risk`] filled:
+/// the rules are applied only in Rust. Null scores give [`NO_PURCHASE_SEGMENT`] and no flags.
+pub fn assessment_sql(r: &str, f: &str, m: &str) -> (String, String, String) {
+    let triples: Vec<Scores> = (1..=5)
+        .flat_map(|recency| {
+            (1..=5).flat_map(move |frequency| (1..=5).map(move |monetary| (recency, frequency, monetary)))
+        })
+        .map(|(recency, frequency, monetary)| Scores { recency, frequency, monetary })
+        .collect();
+    let array = |element: &dyn Fn(Scores) -> String, kind: &str| {
+        format!("(ARRAY[{}]::{kind}[])", triples.iter().map(|t| element(*t)).collect::<Vec<_>>().join(","))
+    };
+    let index = triple_index(r, f, m);
+    (
+        format!(
+            "coalesce({}[{index}], '{}')",
+            array(&|t| format!("'{}'", rule_for(t).segment.as_str()), "text"),
+            NO_PURCHASE_SEGMENT.as_str()
+        ),
+        format!("coalesce({}[{index}], false)", array(&|t| is_vip(t).to_string(), "boolean")),
+        format!("coalesce({}[{index}], false)", array(&|t| is_at_risk(t).to_string(), "boolean")),
+    )
 }
 
 /// A big spender who buys often, whatever the recency: frequency 4+ and monetary 5.
@@ -241,11 +276,6 @@ pub fn is_vip(scores: Scores) -> bool {
 /// A valuable customer slipping away: recency 1-2 with frequency or monetary 4+.
 pub fn is_at_risk(scores: Scores) -> bool {
     scores.recency <= 2 && (scores.frequency >= 4 || scores.monetary >= 4)
-}
-
-/// [`is_vip`] and [`is_at_risk`] in SQL (false for null scores).
-pub fn flags_sql(r: &str, f: &str, m: &str) -> (String, String) {
-    (format!("coalesce({f} >= 4 AND {m} = 5, false)"), format!("coalesce({r} <= 2 AND ({f} >= 4 OR {m} >= 4), false)"))
 }
 
 /// Where a run finds the rows whose scores can differ from the previous run's, besides those
@@ -333,12 +363,23 @@ pub struct Measures {
 }
 
 impl RunBreakpoints {
+    /// Recency, frequency and monetary, each with the way it improves.
+    fn measures(&self) -> [(&Breakpoints, Better); 3] {
+        [(&self.recency, Better::Lower), (&self.frequency, Better::Higher), (&self.monetary, Better::Higher)]
+    }
+
     pub fn scores(&self, measures: Measures) -> Scores {
+        let [(r, r_better), (f, f_better), (m, m_better)] = self.measures();
         Scores {
-            recency: self.recency.score(Decimal::from(measures.recency_days), Better::Lower),
-            frequency: self.frequency.score(Decimal::from(measures.orders), Better::Higher),
-            monetary: self.monetary.score(measures.amount, Better::Higher),
+            recency: r.score(Decimal::from(measures.recency_days), r_better),
+            frequency: f.score(Decimal::from(measures.orders), f_better),
+            monetary: m.score(measures.amount, m_better),
         }
+    }
+
+    /// [`Breakpoints::lookup`] of recency, frequency and monetary.
+    pub fn lookups(&self) -> [Vec<i64>; 3] {
+        self.measures().map(|(breakpoints, better)| breakpoints.lookup(better))
     }
 }
 
@@ -598,14 +639,32 @@ mod tests {
     }
 
     #[test]
-    fn the_sql_case_lists_the_rules_in_order_and_null_scores_are_lost() {
-        let sql = rules_case_sql("r", "f", "m");
-        assert!(sql.starts_with("CASE WHEN r IS NULL THEN 'lost' WHEN r BETWEEN 4 AND 5 AND f BETWEEN 4 AND 5"));
-        assert_eq!(sql.matches(" WHEN ").count(), RULES.len() + 1);
+    fn each_step_holds_the_score_of_every_value_in_it() {
+        // Ties, and neighbours one hundredth apart (the step between them is empty).
+        for points in [[1, 2, 3, 4], [300, 300, 300, 300], [100, 101, 101, 500], [0, 0, 7, 7]] {
+            let breakpoints = Breakpoints(points.map(|h| Decimal::new(h, 2)));
+            for better in [Better::Higher, Better::Lower] {
+                let steps = breakpoints.steps(better);
+                assert_eq!(breakpoints.lookup(better)[..4], points);
+                for value in -5..=510 {
+                    // The step score_sql picks: below or on the first breakpoint it reaches.
+                    let step = (0..4)
+                        .find_map(|i| match value.cmp(&points[i]) {
+                            std::cmp::Ordering::Less => Some(2 * i),
+                            std::cmp::Ordering::Equal => Some(2 * i + 1),
+                            std::cmp::Ordering::Greater => None,
+                        })
+                        .unwrap_or(8);
+                    let score = breakpoints.score(Decimal::new(value, 2), better);
+                    assert_eq!(steps[step], score, "{value} {points:?} {better:?}");
+                }
+            }
+        }
         assert_eq!(
-            score_sql("v", "b", Better::Lower),
-            "(1 + (v < b[1])::int + (v < b[2])::int + (v < b[3])::int + (v < b[4])::int + \
-             ((v = b[1])::int + (v = b[2])::int + (v = b[3])::int + (v = b[4])::int) / 2)"
+            score_sql("v", "l"),
+            "CASE WHEN v < l[1] THEN l[5] WHEN v = l[1] THEN l[6] WHEN v < l[2] THEN l[7] WHEN v = l[2] THEN l[8] \
+             WHEN v < l[3] THEN l[9] WHEN v = l[3] THEN l[10] WHEN v < l[4] THEN l[11] WHEN v = l[4] THEN l[12] \
+             ELSE l[13] END::int"
         );
     }
 

@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::model::{CustomerSegmentRow, SegmentMember, SegmentRun, SegmentSummary};
-use super::rfm::{self, Better, Breakpoints, Moved, RunBreakpoints};
+use super::rfm::{self, Breakpoints, Moved, RunBreakpoints};
 use super::SegmentCode;
 use crate::db::{borrow_params, Params, TenantTx};
 use crate::money::Money;
@@ -234,20 +233,21 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
 }
 
 /// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
-/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (in hundredths,
-/// see [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths, so
-/// that its 24 comparisons are of whole numbers: scoring a million rows took 1.8 s comparing
-/// `numeric` values and recomputing the recency at each use, 1.0-1.3 s so. (`OFFSET 0` keeps
-/// each level computed once per row: the scores read the measures, the rules the scores.)
+/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (see
+/// [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths, so that
+/// they are compared as whole numbers: scoring a million rows took 1.8 s comparing `numeric`
+/// values and recomputing the recency at each use, 1.0-1.3 s so. Each score is then looked up
+/// among the steps between breakpoints, and the segment and flags among the score triples
+/// ([`rfm::score_sql`], [`rfm::assessment_sql`]). (`OFFSET 0` keeps each level computed once
+/// per row: the scores read the measures, the rules the scores.)
 fn scored_sql(source: &str, filter: &str) -> String {
     let days = recency_days_sql("$4");
-    let r = rfm::score_sql("t.r_hundredths", "($1::bigint[])", Better::Lower);
-    let f = rfm::score_sql("t.f_hundredths", "($2::bigint[])", Better::Higher);
-    let m = rfm::score_sql("t.m_hundredths", "($3::bigint[])", Better::Higher);
-    let case = rfm::rules_case_sql("sc.r", "sc.f", "sc.m");
-    let (vip, risk) = rfm::flags_sql("sc.r", "sc.f", "sc.m");
+    let r = rfm::score_sql("t.r_hundredths", "($1::bigint[])");
+    let f = rfm::score_sql("t.f_hundredths", "($2::bigint[])");
+    let m = rfm::score_sql("t.m_hundredths", "($3::bigint[])");
+    let (segment, vip, risk) = rfm::assessment_sql("sc.r", "sc.f", "sc.m");
     format!(
-        "SELECT sc.*, {case} AS new_segment, {vip} AS new_vip, {risk} AS new_risk \
+        "SELECT sc.*, {segment} AS new_segment, {vip} AS new_vip, {risk} AS new_risk \
          FROM (SELECT t.*, CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
                       CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
                       CASE WHEN t.window_orders > 0 THEN {m} END AS m \
@@ -259,12 +259,9 @@ fn scored_sql(source: &str, filter: &str) -> String {
     )
 }
 
-/// The breakpoints as [`scored_sql`] takes them: in hundredths, exact since they have two
-/// decimals.
+/// What [`scored_sql`] scores against: the lookups of recency, frequency and monetary.
 fn scoring_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<i64>>; 3] {
-    per_measure(breakpoints, |b| {
-        b.0.iter().map(|value| (value.round_dp(2) * Decimal::ONE_HUNDRED).to_i64().unwrap_or(i64::MAX)).collect()
-    })
+    breakpoints.map_or([None, None, None], |b| b.lookups().map(Some))
 }
 
 /// The breakpoints as a run records them.

@@ -207,6 +207,59 @@ async fn breakpoints_are_the_percentiles_postgresql_interpolates() {
 }
 
 #[tokio::test]
+async fn the_sql_looks_up_every_score_and_triple_as_the_rules_compute_them() {
+    let app = TestApp::spawn().await;
+    let client = app.admin().await;
+    let (segment, vip, risk) = rfm::assessment_sql("r", "f", "m");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT r, f, m, {segment}, {vip}, {risk} \
+                 FROM generate_series(1, 5) r, generate_series(1, 5) f, generate_series(1, 5) m \
+                 UNION ALL SELECT NULL, NULL, NULL, {segment}, {vip}, {risk} FROM (SELECT NULL::int r, NULL::int f, NULL::int m) n"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 126);
+    for row in rows {
+        let scores = row.get::<_, Option<i32>>(0).map(|r| rfm::Scores {
+            recency: r as u8,
+            frequency: row.get::<_, i32>(1) as u8,
+            monetary: row.get::<_, i32>(2) as u8,
+        });
+        let expected = match scores {
+            Some(scores) => (rfm::rule_for(scores).segment, rfm::is_vip(scores), rfm::is_at_risk(scores)),
+            None => (rfm::NO_PURCHASE_SEGMENT, false, false),
+        };
+        let segment: String = row.get(3);
+        assert_eq!((segment.parse().unwrap(), row.get(4), row.get(5)), expected, "{scores:?}");
+    }
+    let breakpoints =
+        rfm::Breakpoints([Decimal::new(150, 2), Decimal::new(150, 2), Decimal::new(151, 2), Decimal::new(4000, 2)]);
+    for better in [rfm::Better::Higher, rfm::Better::Lower] {
+        let values: Vec<i64> = (100..=4100).collect();
+        let scores: Vec<i32> = client
+            .query(
+                &format!(
+                    "SELECT {} FROM unnest($2::bigint[]) WITH ORDINALITY AS u(v, i) ORDER BY i",
+                    rfm::score_sql("v", "($1::bigint[])")
+                ),
+                &[&breakpoints.lookup(better), &values],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let expected: Vec<i32> =
+            values.iter().map(|v| i32::from(breakpoints.score(Decimal::new(*v, 2), better))).collect();
+        assert_eq!(scores, expected, "{better:?}");
+    }
+}
+
+#[tokio::test]
 async fn the_nightly_run_and_recalculating_one_customer_agree() {
     let app = TestApp::spawn().await;
     let mut shop = Shop::open(&app, app.org_a, 12).await;
