@@ -180,17 +180,19 @@ async fn the_nightly_sql_scores_every_customer_as_the_documented_rules_do() {
 async fn breakpoints_are_the_percentiles_postgresql_interpolates() {
     let app = TestApp::spawn().await;
     let client = app.admin().await;
-    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
-    let mut next = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    // The same populations every run: PostgreSQL's generator, seeded.
+    client.execute("SELECT setseed(0.25)", &[]).await.unwrap();
     for size in (1..=40).chain([97, 1_000, 12_345]) {
         // Every other population has few distinct values, so ties sit on the breakpoints.
-        let spread = if size % 2 == 0 { 7 } else { 10_000_000 };
-        let mut hundredths: Vec<i64> = (0..size).map(|_| next(spread) as i64).collect();
+        let spread: i64 = if size % 2 == 0 { 7 } else { 10_000_000 };
+        let mut hundredths: Vec<i64> = client
+            .query_one(
+                "SELECT array_agg(floor(random() * $2::bigint)::bigint) FROM generate_series(1, $1::int)",
+                &[&size, &spread],
+            )
+            .await
+            .unwrap()
+            .get(0);
         let postgresql: Vec<Decimal> = client
             .query_one(
                 "SELECT ARRAY(SELECT round(v::numeric, 2) FROM unnest(p) WITH ORDINALITY AS u(v, i) ORDER BY i) \
