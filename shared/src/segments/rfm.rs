@@ -49,6 +49,11 @@ pub fn window_start(as_of: NaiveDate, window_days: u32) -> DateTime<Utc> {
     (as_of - TimeDelta::days(i64::from(window_days))).and_hms_opt(0, 0, 0).expect("midnight").and_utc()
 }
 
+/// `value` in hundredths (whole for two decimals), if it fits an `i64`.
+fn hundredths(value: Decimal) -> Option<i64> {
+    (value * Decimal::ONE_HUNDRED).to_i64()
+}
+
 /// Which way a measure improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {
@@ -65,8 +70,7 @@ impl Breakpoints {
     /// The breakpoints of a population's values (two decimals at most); `None` for an empty
     /// population.
     pub fn of(values: &[Decimal]) -> Option<Self> {
-        let mut hundredths: Vec<i64> =
-            values.iter().map(|v| (v * Decimal::ONE_HUNDRED).to_i64().expect("hundredths within i64")).collect();
+        let mut hundredths: Vec<i64> = values.iter().map(|v| hundredths(*v).expect("hundredths within i64")).collect();
         Self::of_hundredths(&mut hundredths)
     }
 
@@ -111,8 +115,8 @@ impl Breakpoints {
     /// What [`score_sql`] looks a value up in: the four breakpoints in hundredths (exact: they
     /// have two decimals), then the nine [`Breakpoints::steps`].
     pub fn lookup(&self, better: Better) -> Vec<i64> {
-        let hundredths = self.0.map(|b| (b * Decimal::ONE_HUNDRED).to_i64().unwrap_or(i64::MAX));
-        hundredths.into_iter().chain(self.steps(better).map(i64::from)).collect()
+        let points = self.0.map(|b| hundredths(b).unwrap_or(i64::MAX));
+        points.into_iter().chain(self.steps(better).map(i64::from)).collect()
     }
 }
 

@@ -5,8 +5,8 @@
 //! `window_orders`, `window_amount`, `last_purchase_at` (and the lifetime totals): either
 //! `customer_segments` itself (the incremental path) or `rfm_totals`, a temporary table
 //! aggregated from the purchases (the from-scratch path). Over either, the same pass reads the
-//! measures the breakpoints are placed on (by [`super::rfm::Breakpoints`]), and the same SQL,
-//! generated from the rules in [`super::rfm`], scores the rows.
+//! measures the breakpoints are placed on (by [`super::rfm::Breakpoints`]), and the same SQL
+//! scores the rows, looking up what [`super::rfm`] computed.
 
 use std::time::Duration;
 
@@ -266,19 +266,7 @@ fn scoring_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<i64>>; 3]
 
 /// The breakpoints as a run records them.
 fn breakpoint_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<Decimal>>; 3] {
-    per_measure(breakpoints, |b| b.0.to_vec())
-}
-
-/// Recency, frequency and monetary breakpoints as `convert` gives them (`None` without
-/// breakpoints).
-fn per_measure<T>(
-    breakpoints: Option<&RunBreakpoints>,
-    convert: impl Fn(&Breakpoints) -> Vec<T>,
-) -> [Option<Vec<T>>; 3] {
-    match breakpoints {
-        Some(b) => [&b.recency, &b.frequency, &b.monetary].map(|measure| Some(convert(measure))),
-        None => [None, None, None],
-    }
+    breakpoints.map_or([None, None, None], |b| [&b.recency, &b.frequency, &b.monetary].map(|m| Some(m.0.to_vec())))
 }
 
 /// The rows of `customer_segments` (aliased `t`) a run must score, given where breakpoints
