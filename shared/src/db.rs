@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{Error as PgError, Row};
 use uuid::Uuid;
 
@@ -334,6 +334,43 @@ pub type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 /// `params` as a statement takes them.
 pub fn borrow_params(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+/// Where a row version lies in its table (`ctid`): found again without an index, but only
+/// while no one else can update or delete the row, so only within the transaction that read
+/// it and while it keeps the row's writers waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowAddress {
+    block: u32,
+    offset: u16,
+}
+
+impl<'a> FromSql<'a> for RowAddress {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let raw: [u8; 6] = raw.try_into().map_err(|_| "a tid is 6 bytes")?;
+        Ok(Self {
+            block: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+            offset: u16::from_be_bytes([raw[4], raw[5]]),
+        })
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TID
+    }
+}
+
+impl ToSql for RowAddress {
+    fn to_sql(&self, _: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.block.to_be_bytes());
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TID
+    }
+
+    to_sql_checked!();
 }
 
 /// The name of the unique constraint a statement violated, if that is why it failed.

@@ -8,9 +8,10 @@
 //!   since the last run), computes the breakpoints over the kept totals, and scores only the
 //!   rows whose scores can change: those whose totals changed since the last run (a
 //!   `totals_version` above the window's `scored_through`), and those lying where a breakpoint
-//!   moved ([`rfm::Moved`]). One statement writes only the rows whose scores, segment or flags
-//!   change (`IS DISTINCT FROM`) and one `segment_changed` event per changed segment; then the
-//!   run record.
+//!   moved ([`rfm::Moved`]), both found in the one pass that reads the breakpoints' population
+//!   and looked up again by address. One statement writes only the rows whose scores, segment
+//!   or flags change (`IS DISTINCT FROM`) and one `segment_changed` event per changed segment;
+//!   then the run record.
 //! - **from scratch** (the first run, `baseline`; a rules version change; a window reaching
 //!   further back than the kept totals; or asked for, as a repair): one transaction aggregates
 //!   every purchase again and writes whatever differs, totals included. Consumers of the
@@ -146,15 +147,15 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         (Mode::Incremental, Some(window), Some(previous)) => {
             store::prefer_lookups(&tx).await?;
             store::slide_window(&tx, window.counted_from, window_start).await?;
-            let store::Population { scored, breakpoints, segments } =
-                store::population(&tx, Totals::Kept, options.as_of).await?;
-            let moved = match (&previous.breakpoints, &breakpoints) {
-                (Some(before), Some(now)) => {
-                    Some(rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of))
+            let totals = Totals::Kept { scored_through: window.scored_through };
+            let store::Population { scored, breakpoints, segments, rows } =
+                store::population(&tx, totals, options.as_of).await?;
+            let candidates = match (&previous.breakpoints, &breakpoints, rows) {
+                (Some(before), Some(now), Some(rows)) => {
+                    Some(rows.candidates(&rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of)))
                 }
                 _ => None,
             };
-            let candidates = moved.as_ref().map(|moved| (window.scored_through, moved));
             let written =
                 store::write_score_changes(&tx, breakpoints.as_ref(), options.as_of, candidates, run_id).await?;
             let counts = match segments {

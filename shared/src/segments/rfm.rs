@@ -325,6 +325,16 @@ impl Moved {
             purchased_since: previous_as_of.min(as_of),
         }
     }
+
+    /// Whether a customer with a purchase in the window, with these orders and amount and the
+    /// UTC date of its newest purchase, lies where a breakpoint moved.
+    pub fn covers(&self, orders: i64, amount: Decimal, last_purchase: Option<NaiveDate>) -> bool {
+        self.orders.iter().any(|range| range.contains(&orders))
+            || self.amounts.iter().any(|range| range.contains(&amount))
+            || last_purchase.is_some_and(|last| {
+                last >= self.purchased_since || self.last_purchase_dates.iter().any(|range| range.contains(&last))
+            })
+    }
 }
 
 /// The closed ranges between the old and new value of each breakpoint that moved.
@@ -702,11 +712,7 @@ mod tests {
                 let score = |run: &RunBreakpoints, as_of: NaiveDate| {
                     run.scores(Measures { recency_days: (as_of - last).num_days().max(0), orders, amount })
                 };
-                let candidate = moved.orders.iter().any(|r| r.contains(&orders))
-                    || moved.amounts.iter().any(|r| r.contains(&amount))
-                    || moved.last_purchase_dates.iter().any(|r| r.contains(&last))
-                    || last >= moved.purchased_since;
-                if !candidate {
+                if !moved.covers(orders, amount, Some(last)) {
                     assert_eq!(
                         score(&runs[0], previous_as_of),
                         score(&runs[1], as_of),

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::model::{CustomerSegmentRow, SegmentMember, SegmentRun, SegmentSummary};
 use super::rfm::{self, Breakpoints, Moved, RunBreakpoints};
 use super::SegmentCode;
-use crate::db::{borrow_params, Params, TenantTx};
+use crate::db::{borrow_params, Params, RowAddress, TenantTx};
 use crate::money::Money;
 
 /// Longest statement and lock wait of a run's transactions (the runtime role's defaults are a
@@ -154,7 +154,7 @@ pub async fn stage_totals_from_purchases(tx: &TenantTx<'_>, window_start: DateTi
     tx.execute(&sql, &[&window_start]).await.context("aggregating the purchases")
 }
 
-/// The recency in days of a source row as of `$as_of`.
+/// The recency in days of a source row as of `$as_of` ([`rfm::recency_days`] in SQL).
 fn recency_days_sql(as_of: &str) -> String {
     format!("greatest(0, {as_of}::date - (t.last_purchase_at AT TIME ZONE 'UTC')::date)")
 }
@@ -165,8 +165,9 @@ pub type SegmentCounts = Vec<(Option<SegmentCode>, i64)>;
 /// Where a run's per-customer totals come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Totals {
-    /// `customer_segments`, kept by the consumer (the incremental path).
-    Kept,
+    /// `customer_segments`, kept by the consumer (the incremental path), of which the last run
+    /// scored every totals version up to `scored_through`.
+    Kept { scored_through: i64 },
     /// `rfm_totals`, aggregated from the purchases (the from-scratch path).
     Aggregated,
 }
@@ -174,7 +175,7 @@ pub enum Totals {
 impl Totals {
     fn table(self) -> &'static str {
         match self {
-            Self::Kept => "customer_segments",
+            Self::Kept { .. } => "customer_segments",
             Self::Aggregated => "rfm_totals",
         }
     }
@@ -188,13 +189,41 @@ pub struct Population {
     pub breakpoints: Option<RunBreakpoints>,
     /// Over kept totals: customers per segment code before the run writes.
     pub segments: Option<SegmentCounts>,
+    /// Over kept totals: where to find the rows the run must score.
+    pub rows: Option<KeptRows>,
+}
+
+/// The rows of kept totals an incremental run may have to score, by address: valid in the run's
+/// transaction, which keeps the consumer and every other segment writer waiting.
+#[derive(Debug)]
+pub struct KeptRows {
+    /// Rows whose totals changed since the last run scored them.
+    changed: Vec<RowAddress>,
+    /// Rows with a purchase in the window, with their orders, amount in hundredths and the UTC
+    /// date of their newest purchase.
+    in_window: Vec<(RowAddress, i64, i64, Option<NaiveDate>)>,
+}
+
+impl KeptRows {
+    /// The rows whose scores can change: those whose totals changed, and those lying where a
+    /// breakpoint moved. In address order, once each.
+    pub fn candidates(&self, moved: &Moved) -> Vec<RowAddress> {
+        let mut candidates = self.changed.clone();
+        candidates.extend(self.in_window.iter().filter_map(|&(address, orders, cents, last)| {
+            moved.covers(orders, Decimal::new(cents, 2), last).then_some(address)
+        }));
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+    }
 }
 
 /// The breakpoints of the window population of `totals` and its size; over kept totals also
-/// the customers per segment code, so a run can count its segments from its own changes. One
-/// pass reads the population's measures and [`Breakpoints::of_hundredths`] places the
-/// breakpoints, so they have one definition, in exact arithmetic (a million customers: 0.64 s
-/// with the arrays sorted here, 0.66 s when PostgreSQL sorted them for `percentile_cont`).
+/// the customers per segment code, so a run can count its segments from its own changes, and
+/// the [`KeptRows`]. One pass reads the population's measures, and [`Breakpoints::of_hundredths`]
+/// places the breakpoints, so they have one definition, in exact arithmetic. The recency is
+/// computed here from the newest purchase's time ([`rfm::recency_days`]): 10,000 rows read in
+/// 9.6 ms so, in 11.4 ms with the date difference computed by the database.
 pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> anyhow::Result<Population> {
     let in_window = "FILTER (WHERE t.window_orders > 0)";
     let codes: Vec<Option<SegmentCode>> =
@@ -203,33 +232,53 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
         Some(code) => format!("t.segment_code = '{}'", code.as_str()),
         None => "t.segment_code IS NULL".to_string(),
     };
-    let counts: String = match totals {
-        Totals::Kept => codes.iter().map(|code| format!(", count(*) FILTER (WHERE {})", counted(code))).collect(),
-        Totals::Aggregated => String::new(),
+    let (kept, params): (String, Params) = match totals {
+        Totals::Kept { scored_through } => (
+            format!(
+                ", array_agg(t.ctid) {in_window}, array_agg(t.ctid) FILTER (WHERE t.totals_version > $1){}",
+                codes.iter().map(|code| format!(", count(*) FILTER (WHERE {})", counted(code))).collect::<String>()
+            ),
+            vec![Box::new(scored_through)],
+        ),
+        Totals::Aggregated => (String::new(), Vec::new()),
     };
     let sql = format!(
-        "SELECT count(*) {in_window}, array_agg({}) {in_window}, array_agg(t.window_orders) {in_window}, \
-             array_agg((t.window_amount * 100)::bigint) {in_window} {counts} \
-         FROM {} t",
-        recency_days_sql("$1"),
+        "SELECT count(*) {in_window}, array_agg(t.last_purchase_at) {in_window},              array_agg(t.window_orders) {in_window}, array_agg((t.window_amount * 100)::bigint) {in_window} {kept}          FROM {} t",
         totals.table(),
     );
-    let row = tx.query_one(&sql, &[&as_of]).await.context("reading the window population")?;
+    let row = tx.query_one(&sql, &borrow_params(&params)).await.context("reading the window population")?;
     let scored: i64 = row.get(0);
-    let whole = |i: usize| -> Vec<i64> {
-        row.get::<_, Option<Vec<i32>>>(i).unwrap_or_default().into_iter().map(|v| i64::from(v) * 100).collect()
-    };
-    let cents: Option<Vec<i64>> = row.get(3);
+    let last: Vec<Option<DateTime<Utc>>> = row.get::<_, Option<_>>(1).unwrap_or_default();
+    let orders: Vec<i32> = row.get::<_, Option<_>>(2).unwrap_or_default();
+    let cents: Vec<i64> = row.get::<_, Option<_>>(3).unwrap_or_default();
+    let hundredths = |values: Vec<i64>| -> Vec<i64> { values.into_iter().map(|v| v * 100).collect() };
+    let days = last.iter().map(|last| last.map_or(0, |last| rfm::recency_days(as_of, last))).collect();
     let breakpoints = (|| {
         Some(RunBreakpoints {
-            recency: Breakpoints::of_hundredths(&mut whole(1))?,
-            frequency: Breakpoints::of_hundredths(&mut whole(2))?,
-            monetary: Breakpoints::of_hundredths(&mut cents?)?,
+            recency: Breakpoints::of_hundredths(&mut hundredths(days))?,
+            frequency: Breakpoints::of_hundredths(&mut hundredths(orders.iter().copied().map(i64::from).collect()))?,
+            monetary: Breakpoints::of_hundredths(&mut cents.clone())?,
         })
     })();
-    let segments = (totals == Totals::Kept)
-        .then(|| codes.iter().enumerate().map(|(i, code)| (*code, row.get::<_, i64>(4 + i))).collect());
-    Ok(Population { scored, breakpoints, segments })
+    let (segments, rows) = match totals {
+        Totals::Kept { .. } => {
+            let addresses: Vec<RowAddress> = row.get::<_, Option<_>>(4).unwrap_or_default();
+            let changed: Vec<RowAddress> = row.get::<_, Option<_>>(5).unwrap_or_default();
+            let in_window = addresses
+                .into_iter()
+                .zip(orders)
+                .zip(cents)
+                .zip(last)
+                .map(|(((address, orders), cents), last)| {
+                    (address, i64::from(orders), cents, last.map(|last| last.date_naive()))
+                })
+                .collect();
+            let segments = codes.iter().enumerate().map(|(i, code)| (*code, row.get::<_, i64>(6 + i))).collect();
+            (Some(segments), Some(KeptRows { changed, in_window }))
+        }
+        Totals::Aggregated => (None, None),
+    };
+    Ok(Population { scored, breakpoints, segments, rows })
 }
 
 /// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
@@ -251,7 +300,7 @@ fn scored_sql(source: &str, filter: &str) -> String {
          FROM (SELECT t.*, CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
                       CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
                       CASE WHEN t.window_orders > 0 THEN {m} END AS m \
-               FROM (SELECT t.*, {days}::bigint * 100 AS r_hundredths, \
+               FROM (SELECT t.*, t.ctid AS row_address, {days}::bigint * 100 AS r_hundredths, \
                          t.window_orders::bigint * 100 AS f_hundredths, \
                          (t.window_amount * 100)::bigint AS m_hundredths \
                      FROM {source} t WHERE {filter} OFFSET 0) t \
@@ -267,60 +316,6 @@ fn scoring_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<i64>>; 3]
 /// The breakpoints as a run records them.
 fn breakpoint_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<Decimal>>; 3] {
     breakpoints.map_or([None, None, None], |b| [&b.recency, &b.frequency, &b.monetary].map(|m| Some(m.0.to_vec())))
-}
-
-/// The rows of `customer_segments` (aliased `t`) a run must score, given where breakpoints
-/// moved: rows whose totals changed since the last run scored them (a `totals_version` above
-/// `$5`), and rows with a measure in a moved range. Ranges are parameters from `$6` on, as
-/// [`candidate_params`] lists them (`NULL` for ranges that did not move, so the statement's
-/// text is always the same).
-fn candidates_sql() -> String {
-    let mut arms = vec!["t.totals_version > $5".to_string()];
-    let mut n = 6;
-    let mut arm = |condition: &str| {
-        arms.push(format!(
-            "(t.window_orders > 0 AND {})",
-            condition.replace("$a", &format!("${n}")).replace("$b", &format!("${}", n + 1))
-        ));
-        n += 2;
-    };
-    for _ in 0..4 {
-        arm("t.window_orders BETWEEN $a AND $b");
-    }
-    for _ in 0..4 {
-        arm("t.window_amount BETWEEN $a AND $b");
-    }
-    for _ in 0..5 {
-        arm("t.last_purchase_at >= $a AND t.last_purchase_at < $b");
-    }
-    format!("t.organization_id = current_organization_id() AND ({})", arms.join(" OR "))
-}
-
-/// The parameters of [`candidates_sql`]: the last scored totals version, then the ranges: four
-/// of orders, four of amounts, five of purchase times (the four moved recency breakpoints and
-/// the clamped newest purchases).
-fn candidate_params(scored_through: i64, moved: &Moved) -> Params {
-    fn four<T: Clone>(ranges: &[T]) -> impl Iterator<Item = Option<T>> + '_ {
-        ranges.iter().cloned().map(Some).chain(std::iter::repeat(None)).take(4)
-    }
-    let midnight = |date: NaiveDate| date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut params: Params = vec![Box::new(scored_through)];
-    for range in four(&moved.orders) {
-        let clamp = |v: i64| i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
-        params.push(Box::new(range.as_ref().map(|r| clamp(*r.start()))));
-        params.push(Box::new(range.as_ref().map(|r| clamp(*r.end()))));
-    }
-    for range in four(&moved.amounts) {
-        params.push(Box::new(range.as_ref().map(|r| *r.start())));
-        params.push(Box::new(range.as_ref().map(|r| *r.end())));
-    }
-    for range in four(&moved.last_purchase_dates) {
-        params.push(Box::new(range.as_ref().map(|r| midnight(*r.start()))));
-        params.push(Box::new(range.as_ref().map(|r| midnight(r.end().succ_opt().unwrap_or(NaiveDate::MAX)))));
-    }
-    params.push(Box::new(Some(midnight(moved.purchased_since))));
-    params.push(Box::new(Some(midnight(NaiveDate::MAX))));
-    params
 }
 
 /// What a run wrote.
@@ -340,34 +335,34 @@ pub struct SegmentMove {
     pub customers: i64,
 }
 
-/// Scores the rows of `customer_segments` whose scores can change under `breakpoints` (the
-/// incremental path: rows whose totals changed since `scored_through`, and rows where `moved`
-/// says; `None`: every row) and writes those whose scores, segment or flags change, with their
-/// events.
+/// Scores the rows of `customer_segments` at `candidates` (the incremental path, see
+/// [`KeptRows::candidates`]; `None`: every row) under `breakpoints` and writes those whose
+/// scores, segment or flags change, found again by address, with their events.
 pub async fn write_score_changes(
     tx: &TenantTx<'_>,
     breakpoints: Option<&RunBreakpoints>,
     as_of: NaiveDate,
-    candidates: Option<(i64, &Moved)>,
+    candidates: Option<Vec<RowAddress>>,
     run_id: Uuid,
 ) -> anyhow::Result<Written> {
-    let filter = if candidates.is_some() { candidates_sql() } else { "true".to_string() };
+    let filter = if candidates.is_some() { "t.ctid = ANY($5::tid[])" } else { "true" };
     let changed = format!(
-        "SELECT customer_id, r, f, m, new_segment AS segment_code, new_vip AS is_vip, new_risk AS is_at_risk, \
-             segment_code AS old_segment \
+        "SELECT row_address, customer_id, r, f, m, new_segment AS segment_code, new_vip AS is_vip, \
+             new_risk AS is_at_risk, segment_code AS old_segment \
          FROM ({}) n \
          WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
                (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
-        scored_sql("customer_segments", &filter)
+        scored_sql("customer_segments", filter)
     );
     let write = "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
              segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = c.run_id, \
              calculated_at = now(), updated_at = now() \
-         FROM changed c WHERE s.customer_id = c.customer_id RETURNING 1";
+         FROM changed c WHERE s.ctid = c.row_address RETURNING 1";
     let [r, f, m] = scoring_params(breakpoints);
     let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
-    params
-        .extend(candidates.map(|(scored_through, moved)| candidate_params(scored_through, moved)).unwrap_or_default());
+    if let Some(candidates) = candidates {
+        params.push(Box::new(candidates));
+    }
     write_changes(tx, &changed, write, params, run_id, true).await.context("writing the changed scores")
 }
 
