@@ -249,7 +249,9 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
         Totals::Aggregated => (String::new(), Vec::new()),
     };
     let sql = format!(
-        "SELECT count(*) {in_window}, array_agg(t.last_purchase_at) {in_window},              array_agg(t.window_orders) {in_window}, array_agg((t.window_amount * 100)::bigint) {in_window} {kept}          FROM {} t",
+        "SELECT count(*) {in_window}, array_agg(t.last_purchase_at) {in_window}, \
+             array_agg(t.window_orders) {in_window}, array_agg((t.window_amount * 100)::bigint) {in_window} {kept} \
+         FROM {} t",
         totals.table(),
     );
     let row = tx.query_one(&sql, &borrow_params(&params)).await.context("reading the window population")?;
@@ -287,9 +289,9 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
     Ok(Population { scored, breakpoints, segments, rows })
 }
 
-/// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
-/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (see
-/// [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths, so that
+/// The rows of `source` (aliased `t`) that pass `filter`, with their address `row_address` and
+/// their new scores `r`, `f`, `m`, `new_segment`, `new_vip` and `new_risk`, against the
+/// breakpoints `$1` to `$3` (see [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths, so that
 /// they are compared as whole numbers: scoring a million rows took 1.8 s comparing `numeric`
 /// values and recomputing the recency at each use, 1.0-1.3 s so. Each score is then looked up
 /// among the steps between breakpoints, and the segment and flags among the score triples
