@@ -128,8 +128,8 @@ async fn insert_floor(client: &tokio_postgres::Client) -> f64 {
     seconds
 }
 
-/// The floor of a steady night's writes: the rows it wrote updated in place again (the same
-/// lookups by key, the same kind of update), and its events inserted again into the outbox, by
+/// The floor of a steady night's writes: the rows it wrote updated in place again (found by
+/// address as the run finds them, the same kind of update), and its events inserted again into the outbox, by
 /// two statements in a transaction that is then rolled back. Seconds.
 async fn update_floor(client: &tokio_postgres::Client) -> f64 {
     client
@@ -137,7 +137,7 @@ async fn update_floor(client: &tokio_postgres::Client) -> f64 {
             "BEGIN; \
              SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
              CREATE TEMPORARY TABLE floor_rows ON COMMIT DROP AS \
-                 SELECT organization_id, customer_id FROM customer_segments \
+                 SELECT ctid AS row_address FROM customer_segments \
                  WHERE run_id IN (SELECT run_id FROM segment_runs WHERE mode = 'incremental'); \
              CREATE TEMPORARY TABLE floor_events ON COMMIT DROP AS \
                  SELECT organization_id, event_type, message_group, payload, occurred_at FROM outbox \
@@ -151,7 +151,7 @@ async fn update_floor(client: &tokio_postgres::Client) -> f64 {
     client
         .batch_execute(
             "UPDATE customer_segments s SET rfm_recency = s.rfm_recency, calculated_at = now(), updated_at = now() \
-             FROM floor_rows f WHERE s.organization_id = f.organization_id AND s.customer_id = f.customer_id; \
+             FROM floor_rows f WHERE s.ctid = f.row_address; \
              INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
              SELECT gen_random_uuid(), organization_id, event_type, message_group, payload, occurred_at \
              FROM floor_events",
