@@ -205,9 +205,18 @@ pub struct Population {
 pub struct KeptRows {
     /// Rows whose totals changed since the last run scored them.
     changed: Vec<RowAddress>,
-    /// Rows with a purchase in the window, with their orders, amount in hundredths and the UTC
-    /// date of their newest purchase.
-    in_window: Vec<(RowAddress, i64, i64, Option<NaiveDate>)>,
+    /// Rows with a purchase in the window.
+    in_window: Vec<InWindowRow>,
+}
+
+/// A row with a purchase in the window, with what decides whether a moved breakpoint reaches it.
+#[derive(Debug)]
+struct InWindowRow {
+    address: RowAddress,
+    orders: i64,
+    cents: i64,
+    /// The UTC date of the newest purchase.
+    last_purchase: Option<NaiveDate>,
 }
 
 impl KeptRows {
@@ -215,8 +224,8 @@ impl KeptRows {
     /// breakpoint moved. In address order, once each.
     pub fn candidates(&self, moved: &Moved) -> Vec<RowAddress> {
         let mut candidates = self.changed.clone();
-        candidates.extend(self.in_window.iter().filter_map(|&(address, orders, cents, last)| {
-            moved.covers(orders, Decimal::new(cents, 2), last).then_some(address)
+        candidates.extend(self.in_window.iter().filter_map(|row| {
+            moved.covers(row.orders, Decimal::new(row.cents, 2), row.last_purchase).then_some(row.address)
         }));
         candidates.sort_unstable();
         candidates.dedup();
@@ -277,8 +286,11 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
                 .zip(orders)
                 .zip(cents)
                 .zip(last)
-                .map(|(((address, orders), cents), last)| {
-                    (address, i64::from(orders), cents, last.map(|last| last.date_naive()))
+                .map(|(((address, orders), cents), last)| InWindowRow {
+                    address,
+                    orders: i64::from(orders),
+                    cents,
+                    last_purchase: last.map(|last| last.date_naive()),
                 })
                 .collect();
             let segments = codes.iter().enumerate().map(|(i, code)| (*code, row.get::<_, i64>(6 + i))).collect();
@@ -291,9 +303,10 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
 
 /// The rows of `source` (aliased `t`) that pass `filter`, with their address `row_address` and
 /// their new scores `r`, `f`, `m`, `new_segment`, `new_vip` and `new_risk`, against the
-/// breakpoints `$1` to `$3` (see [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths, so that
-/// they are compared as whole numbers: scoring a million rows took 1.8 s comparing `numeric`
-/// values and recomputing the recency at each use, 1.0-1.3 s so. Each score is then looked up
+/// breakpoints `$1` to `$3` (see [`scoring_params`]) as of `$4`. Each row's measures are
+/// computed once, in hundredths, so that they are compared as whole numbers: scoring a million
+/// rows took 1.8 s comparing `numeric` values and recomputing the recency at each use, 1.0-1.3 s
+/// so. Each score is then looked up
 /// among the steps between breakpoints, and the segment and flags among the score triples
 /// ([`rfm::score_sql`], [`rfm::assessment_sql`]). (`OFFSET 0` keeps each level computed once
 /// per row: the scores read the measures, the rules the scores.)
