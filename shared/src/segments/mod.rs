@@ -5,13 +5,10 @@
 //! A run over one organization:
 //! - **incremental** (every night once a first run exists): one transaction, while the
 //!   organization's consumers wait, moves the window start (taking out what slid out of it
-//!   since the last run), computes the breakpoints over the kept totals, and scores only the
-//!   rows whose scores can change: those whose totals changed since the last run (a
-//!   `totals_version` above the window's `scored_through`), and those lying where a breakpoint
-//!   moved ([`rfm::Moved`]), both found in the one pass that reads the breakpoints' population
-//!   and looked up again by address. One statement writes only the rows whose scores, segment
-//!   or flags change (`IS DISTINCT FROM`) and one `segment_changed` event per changed segment;
-//!   then the run record.
+//!   since the last run), then reads the kept totals and the scores of every row in one pass.
+//!   Rust places the breakpoints and assesses every row ([`rfm::assess`]); one statement writes,
+//!   by address, only the rows whose scores, segment or flags change, and one `segment_changed`
+//!   event per changed segment; then the run record.
 //! - **from scratch** (the first run, `baseline`; a rules version change; a window reaching
 //!   further back than the kept totals; or asked for, as a repair): one transaction aggregates
 //!   every purchase again and writes whatever differs, totals included. Consumers of the
@@ -22,7 +19,9 @@
 //! Segment events need no customer lock: their message group is their own (`segment:<id>`,
 //! see `events::message_group`), and the organization's segment writers are serialized.
 //!
-//! Both paths score with the same SQL, so over the same purchases they write the same rows.
+//! The from-scratch path scores in SQL, looking up what [`rfm`] computed for the breakpoints and
+//! the rules, and the incremental one with [`rfm::assess`] itself; over the same purchases they
+//! write the same rows (the integration tests and the benchmark hold them to it).
 
 pub mod model;
 pub mod purchases;
@@ -42,7 +41,7 @@ use crate::error::ApiError;
 use crate::events::{self, types};
 use crate::paging::{ListResponse, PageRequest};
 use model::{CustomerSegment, SegmentMember, SegmentRun, SegmentSummary, SegmentsOverview};
-use store::{SegmentCounts, Totals};
+use store::Totals;
 
 crate::text_enum! {
     /// The RFM segment of a customer (seed 002's `segment_code`).
@@ -128,14 +127,11 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
     store::lock_scores(&tx).await?;
     store::lock_totals(&tx).await?;
     tx.changes_organization();
-    let (previous, window) = tokio::try_join!(store::last_run(&tx), store::window(&tx))?;
-    let mode = match (&previous, window) {
+    let (previous, counted_from) = tokio::try_join!(store::last_run(&tx), store::window(&tx))?;
+    let mode = match (&previous, counted_from) {
         (None, _) | (_, None) => Mode::Baseline,
-        (Some(previous), Some(window)) => {
-            if options.from_scratch
-                || previous.rules_version != rfm::RULES_VERSION
-                || window_start < window.counted_from
-            {
+        (Some(previous), Some(counted_from)) => {
+            if options.from_scratch || previous.rules_version != rfm::RULES_VERSION || window_start < counted_from {
                 Mode::FromScratch
             } else {
                 Mode::Incremental
@@ -143,25 +139,14 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         }
     };
 
-    let (population, breakpoints, written, counts) = match (mode, window, previous) {
-        (Mode::Incremental, Some(window), Some(previous)) => {
+    let (population, breakpoints, written, counts) = match (mode, counted_from) {
+        (Mode::Incremental, Some(counted_from)) => {
             store::prefer_lookups(&tx).await?;
-            store::slide_window(&tx, window.counted_from, window_start).await?;
-            let totals = Totals::Kept { scored_through: window.scored_through };
-            let store::Population { scored, breakpoints, segments, rows } =
-                store::population(&tx, totals, options.as_of).await?;
-            let candidates = match (&previous.breakpoints, &breakpoints, rows) {
-                (Some(before), Some(now), Some(rows)) => {
-                    Some(rows.candidates(&rfm::Moved::between(&before.to_run(), previous.as_of, now, options.as_of)))
-                }
-                _ => None,
-            };
-            let written =
-                store::write_score_changes(&tx, breakpoints.as_ref(), options.as_of, candidates, run_id).await?;
-            let counts = match segments {
-                Some(before) => after_moves(before, &written.moves),
-                None => store::segment_counts(&tx).await?,
-            };
+            store::slide_window(&tx, counted_from, window_start).await?;
+            let store::Population { scored, breakpoints, rows } =
+                store::population(&tx, Totals::Kept, options.as_of).await?;
+            let (changes, counts) = rows.expect("kept totals are read with their rows").changes(breakpoints.as_ref());
+            let written = store::write_score_changes(&tx, changes, run_id).await?;
             (scored, breakpoints, written, counts)
         }
         _ => {
@@ -170,7 +155,7 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
                 store::population(&tx, Totals::Aggregated, options.as_of).await?;
             // No window yet: the consumer keeps no totals before the first run, so the
             // organization has no rows to compare with (an insert over one would fail, not merge).
-            if window.is_none() {
+            if counted_from.is_none() {
                 let counts = store::insert_baseline(&tx, breakpoints.as_ref(), options.as_of, run_id).await?;
                 let rows = counts.iter().map(|(_, n)| n.unsigned_abs()).sum();
                 let moves = counts.iter().map(|&(to, customers)| store::SegmentMove { from: None, to, customers });
@@ -225,19 +210,6 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         "segment run"
     );
     Ok(run)
-}
-
-/// Customers per segment code once `moves` are applied to `counts`.
-fn after_moves(mut counts: SegmentCounts, moves: &[store::SegmentMove]) -> SegmentCounts {
-    for moved in moves {
-        for (code, delta) in [(moved.from, -moved.customers), (moved.to, moved.customers)] {
-            match counts.iter_mut().find(|(counted, _)| *counted == code) {
-                Some((_, n)) => *n += delta,
-                None => counts.push((code, delta)),
-            }
-        }
-    }
-    counts
 }
 
 /// What the nightly job did.

@@ -3,8 +3,7 @@
 //!
 //! The consumer keeps each customer's totals in `customer_segments` up to date in the same
 //! transaction (orders and amount since the window start of `segment_windows`, lifetime orders
-//! and value, the newest purchase), so the nightly run never aggregates the purchases again;
-//! a changed row draws a new `totals_version`, which tells that run to score it.
+//! and value, the newest purchase), so the nightly run never aggregates the purchases again.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -111,8 +110,7 @@ pub async fn add_to_totals(
              total_orders = s.total_orders + 1, \
              lifetime_value = s.lifetime_value + EXCLUDED.lifetime_value, \
              average_order_value = round((s.lifetime_value + EXCLUDED.lifetime_value) / (s.total_orders + 1), 2), \
-             last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at), \
-             totals_version = DEFAULT, updated_at = now()",
+             last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at), updated_at = now()",
         in_window("$3")
     );
     tx.execute(&sql, &[&customer_id, &total_amount, &occurred_at]).await.context("adding to the purchase totals")?;
@@ -143,7 +141,7 @@ pub async fn take_out_of_totals(tx: &TenantTx<'_>, cancelled: Cancelled) -> anyh
                  THEN round((s.lifetime_value - $2) / (s.total_orders - 1), 2) ELSE 0 END, \
              last_purchase_at = (SELECT max(p.occurred_at) FROM purchases p \
                                  WHERE p.customer_id = $1 AND p.status = 'completed'), \
-             totals_version = DEFAULT, updated_at = now() \
+             updated_at = now() \
          FROM (SELECT {} AS w) AS counted \
          WHERE s.customer_id = $1 AND {KEPT}",
         in_window("$3")

@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::model::{CustomerSegmentRow, SegmentMember, SegmentRun, SegmentSummary};
-use super::rfm::{self, Breakpoints, Moved, RunBreakpoints};
+use super::rfm::{self, Breakpoints, RunBreakpoints, Scores};
 use super::SegmentCode;
 use crate::db::{borrow_params, Params, RowAddress, TenantTx};
 use crate::money::Money;
@@ -76,31 +76,18 @@ pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The organization's kept totals: where they count the window from, and the last
-/// `totals_version` the last run scored.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub counted_from: DateTime<Utc>,
-    pub scored_through: i64,
+/// The start of the window the organization's kept totals count from; `None` before its first
+/// run.
+pub async fn window(tx: &TenantTx<'_>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let row = tx.query_opt("SELECT counted_from FROM segment_windows", &[]).await.context("reading the window")?;
+    Ok(row.map(|row| row.get(0)))
 }
 
-/// The organization's window; `None` before its first run.
-pub async fn window(tx: &TenantTx<'_>) -> anyhow::Result<Option<Window>> {
-    let row = tx
-        .query_opt("SELECT counted_from, scored_through FROM segment_windows", &[])
-        .await
-        .context("reading the window")?;
-    Ok(row.map(|row| Window { counted_from: row.get(0), scored_through: row.get(1) }))
-}
-
-/// Records where the totals now count from, and that every totals version drawn so far is
-/// scored: called once a run has written its rows.
+/// Records where the kept totals now count from: called once a run has written its rows.
 pub async fn close_window(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> anyhow::Result<()> {
     tx.execute(
-        "INSERT INTO segment_windows (organization_id, counted_from, scored_through) \
-         VALUES (current_organization_id(), $1, nextval('segment_totals_version')) \
-         ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, \
-             scored_through = EXCLUDED.scored_through, updated_at = now()",
+        "INSERT INTO segment_windows (organization_id, counted_from) VALUES (current_organization_id(), $1) \
+         ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, updated_at = now()",
         &[&counted_from],
     )
     .await
@@ -116,7 +103,7 @@ pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<U
     }
     tx.execute(
         "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
-             window_amount = s.window_amount - slid.amount, totals_version = DEFAULT, updated_at = now() \
+             window_amount = s.window_amount - slid.amount, updated_at = now() \
          FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
                WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 \
                GROUP BY customer_id) AS slid \
@@ -171,9 +158,8 @@ pub type SegmentCounts = Vec<(Option<SegmentCode>, i64)>;
 /// Where a run's per-customer totals come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Totals {
-    /// `customer_segments`, kept by the consumer (the incremental path), of which the last run
-    /// scored every totals version up to `scored_through`.
-    Kept { scored_through: i64 },
+    /// `customer_segments`, kept by the consumer (the incremental path).
+    Kept,
     /// `rfm_totals`, aggregated from the purchases (the from-scratch path).
     Aggregated,
 }
@@ -181,7 +167,7 @@ pub enum Totals {
 impl Totals {
     fn table(self) -> &'static str {
         match self {
-            Self::Kept { .. } => "customer_segments",
+            Self::Kept => "customer_segments",
             Self::Aggregated => "rfm_totals",
         }
     }
@@ -193,120 +179,143 @@ pub struct Population {
     /// Customers with a purchase in the window.
     pub scored: i64,
     pub breakpoints: Option<RunBreakpoints>,
-    /// Over kept totals: customers per segment code before the run writes.
-    pub segments: Option<SegmentCounts>,
-    /// Over kept totals: where to find the rows the run must score.
+    /// Over kept totals: every row, with what the last run wrote into it.
     pub rows: Option<KeptRows>,
 }
 
-/// The rows of kept totals an incremental run may have to score, by address: valid in the run's
-/// transaction, which keeps the consumer and every other segment writer waiting.
+/// The rows of kept totals, by address: valid in the run's transaction, which keeps the consumer
+/// and every other segment writer waiting.
 #[derive(Debug)]
 pub struct KeptRows {
-    /// Rows whose totals changed since the last run scored them.
-    changed: Vec<RowAddress>,
-    /// Rows with a purchase in the window.
-    in_window: Vec<InWindowRow>,
+    rows: Vec<KeptRow>,
 }
 
-/// A row with a purchase in the window, with what decides whether a moved breakpoint reaches it.
+/// A row of kept totals: its window measures in hundredths ([`rfm::Measures::hundredths`];
+/// `None`: nothing in the window) and the scores it holds ([`HELD_SQL`]).
 #[derive(Debug)]
-struct InWindowRow {
+struct KeptRow {
     address: RowAddress,
-    orders: i64,
-    cents: i64,
-    /// The UTC date of the newest purchase.
-    last_purchase: Option<NaiveDate>,
+    measures: Option<[i64; 3]>,
+    held: Option<i32>,
+}
+
+/// The scores a row holds, as one number: null for a row no run has scored, 0 for null scores
+/// (nothing in the window), else the three digits recency, frequency, monetary (`455`). A row's
+/// segment and flags follow from its scores under the rules version of the run that wrote them,
+/// and a run under another version starts from scratch, so the scores tell the whole
+/// assessment a row holds. [`held`] is the same number in Rust.
+const HELD_SQL: &str = "CASE WHEN t.segment_code IS NOT NULL \
+     THEN coalesce(t.rfm_recency * 100 + t.rfm_frequency * 10 + t.rfm_monetary, 0) END";
+
+/// [`HELD_SQL`] of a row written with `scores`.
+fn held(scores: Option<Scores>) -> i32 {
+    scores.map_or(0, |s| i32::from(s.recency) * 100 + i32::from(s.frequency) * 10 + i32::from(s.monetary))
+}
+
+/// The rows an incremental run rewrites, as the columns [`write_score_changes`] sends.
+#[derive(Debug, Default)]
+pub struct ScoreChanges {
+    addresses: Vec<RowAddress>,
+    scores: [Vec<Option<i32>>; 3],
+    segments: Vec<SegmentCode>,
+    vip: Vec<bool>,
+    at_risk: Vec<bool>,
+}
+
+impl ScoreChanges {
+    fn push(&mut self, address: RowAddress, assessment: &rfm::Assessment) {
+        let scores = assessment.scores.map(|s| [s.recency, s.frequency, s.monetary]);
+        self.addresses.push(address);
+        for (i, column) in self.scores.iter_mut().enumerate() {
+            column.push(scores.map(|scores| i32::from(scores[i])));
+        }
+        self.segments.push(assessment.segment);
+        self.vip.push(assessment.is_vip);
+        self.at_risk.push(assessment.is_at_risk);
+    }
 }
 
 impl KeptRows {
-    /// The rows whose scores can change: those whose totals changed, and those lying where a
-    /// breakpoint moved. In address order, once each.
-    pub fn candidates(&self, moved: &Moved) -> Vec<RowAddress> {
-        let mut candidates = self.changed.clone();
-        candidates.extend(self.in_window.iter().filter_map(|row| {
-            moved.covers(row.orders, Decimal::new(row.cents, 2), row.last_purchase).then_some(row.address)
-        }));
-        candidates.sort_unstable();
-        candidates.dedup();
-        candidates
+    /// Assesses every row under `breakpoints`, looking its scores up as the scoring SQL does
+    /// ([`rfm::Lookups`]): the rows whose scores differ from those they hold, and the customers
+    /// per segment code once those are written.
+    pub fn changes(&self, breakpoints: Option<&RunBreakpoints>) -> (ScoreChanges, SegmentCounts) {
+        let lookups = breakpoints.map(RunBreakpoints::lookups);
+        let mut changes = ScoreChanges::default();
+        let mut counts: SegmentCounts = Vec::new();
+        for row in &self.rows {
+            let scores = lookups.as_ref().zip(row.measures).map(|(lookups, measures)| lookups.scores(measures));
+            let assessment = rfm::assessment(scores);
+            if row.held != Some(held(scores)) {
+                changes.push(row.address, &assessment);
+            }
+            match counts.iter_mut().find(|(code, _)| *code == Some(assessment.segment)) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((Some(assessment.segment), 1)),
+            }
+        }
+        (changes, counts)
     }
 }
 
 /// The breakpoints of the window population of `totals` and its size; over kept totals also
-/// the customers per segment code, so a run can count its segments from its own changes, and
-/// the [`KeptRows`]. One pass reads the population's measures, and [`Breakpoints::of_hundredths`]
-/// places the breakpoints, so they have one definition, in exact arithmetic. The recency is
-/// computed here from the newest purchase's time ([`rfm::recency_days`]): 10,000 rows read in
-/// 9.6 ms so, in 11.4 ms with the date difference computed by the database.
+/// the [`KeptRows`], so a run can assess every row itself and write only those that change.
+/// One pass reads the measures of every row, and [`Breakpoints::of_hundredths`] places the
+/// breakpoints over those with a purchase in the window, so they have one definition, in exact
+/// arithmetic. The recency is computed here from the newest purchase's time
+/// ([`rfm::recency_days`]): 10,000 rows read in 9.6 ms so, in 11.4 ms with the date difference
+/// computed by the database.
 pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> anyhow::Result<Population> {
-    let in_window = "FILTER (WHERE t.window_orders > 0)";
-    let codes: Vec<Option<SegmentCode>> =
-        std::iter::once(None).chain(SegmentCode::ALL.iter().copied().map(Some)).collect();
-    let counted = |code: &Option<SegmentCode>| match code {
-        Some(code) => format!("t.segment_code = '{}'", code.as_str()),
-        None => "t.segment_code IS NULL".to_string(),
-    };
-    let (kept, params): (String, Params) = match totals {
-        Totals::Kept { scored_through } => (
-            format!(
-                ", array_agg(t.ctid) {in_window}, array_agg(t.ctid) FILTER (WHERE t.totals_version > $1){}",
-                codes.iter().map(|code| format!(", count(*) FILTER (WHERE {})", counted(code))).collect::<String>()
-            ),
-            vec![Box::new(scored_through)],
-        ),
-        Totals::Aggregated => (String::new(), Vec::new()),
+    let kept = match totals {
+        Totals::Kept => format!(", array_agg(t.ctid), array_agg({HELD_SQL})"),
+        Totals::Aggregated => String::new(),
     };
     let sql = format!(
-        "SELECT count(*) {in_window}, array_agg(t.last_purchase_at) {in_window}, \
-             array_agg(t.window_orders) {in_window}, array_agg((t.window_amount * 100)::bigint) {in_window} {kept} \
+        "SELECT array_agg(t.last_purchase_at), array_agg(t.window_orders), \
+             array_agg((t.window_amount * 100)::bigint) {kept} \
          FROM {} t",
         totals.table(),
     );
-    let row = tx.query_one(&sql, &borrow_params(&params)).await.context("reading the window population")?;
-    let scored: i64 = row.get(0);
-    let last: Vec<Option<DateTime<Utc>>> = row.get::<_, Option<_>>(1).unwrap_or_default();
-    let orders: Vec<i32> = row.get::<_, Option<_>>(2).unwrap_or_default();
-    let cents: Vec<i64> = row.get::<_, Option<_>>(3).unwrap_or_default();
-    let hundredths = |values: Vec<i64>| -> Vec<i64> { values.into_iter().map(|v| v * 100).collect() };
-    let days = last.iter().map(|last| last.map_or(0, |last| rfm::recency_days(as_of, last))).collect();
-    let breakpoints = (|| {
-        Some(RunBreakpoints {
-            recency: Breakpoints::of_hundredths(&mut hundredths(days))?,
-            frequency: Breakpoints::of_hundredths(&mut hundredths(orders.iter().copied().map(i64::from).collect()))?,
-            monetary: Breakpoints::of_hundredths(&mut cents.clone())?,
-        })
-    })();
-    let (segments, rows) = match totals {
-        Totals::Kept { .. } => {
-            let addresses: Vec<RowAddress> = row.get::<_, Option<_>>(4).unwrap_or_default();
-            let changed: Vec<RowAddress> = row.get::<_, Option<_>>(5).unwrap_or_default();
-            let in_window = addresses
+    let row = tx.query_one(&sql, &[]).await.context("reading the window population")?;
+    let last: Vec<Option<DateTime<Utc>>> = array_column(&row, 0);
+    let orders: Vec<i32> = array_column(&row, 1);
+    let cents: Vec<i64> = array_column(&row, 2);
+    let measures = last.into_iter().zip(orders).zip(cents).map(|((last, orders), cents)| {
+        (orders > 0)
+            .then(|| [last.map_or(0, |last| rfm::recency_days(as_of, last)) * 100, i64::from(orders) * 100, cents])
+    });
+    let measures: Vec<Option<[i64; 3]>> = match totals {
+        Totals::Kept => {
+            let addresses: Vec<RowAddress> = array_column(&row, 3);
+            let held: Vec<Option<i32>> = array_column(&row, 4);
+            drop(row);
+            let rows: Vec<KeptRow> = addresses
                 .into_iter()
-                .zip(orders)
-                .zip(cents)
-                .zip(last)
-                .map(|(((address, orders), cents), last)| InWindowRow {
-                    address,
-                    orders: i64::from(orders),
-                    cents,
-                    last_purchase: last.map(|last| last.date_naive()),
-                })
+                .zip(measures)
+                .zip(held)
+                .map(|((address, measures), held)| KeptRow { address, measures, held })
                 .collect();
-            let segments = codes.iter().enumerate().map(|(i, code)| (*code, row.get::<_, i64>(6 + i))).collect();
-            (Some(segments), Some(KeptRows { changed, in_window }))
+            let window = rows.iter().filter_map(|row| row.measures);
+            let (scored, breakpoints) = (window.clone().count() as i64, RunBreakpoints::of(window));
+            return Ok(Population { scored, breakpoints, rows: Some(KeptRows { rows }) });
         }
-        Totals::Aggregated => (None, None),
+        Totals::Aggregated => measures.collect(),
     };
-    Ok(Population { scored, breakpoints, segments, rows })
+    drop(row);
+    let window = || measures.iter().flatten().copied();
+    Ok(Population { scored: window().count() as i64, breakpoints: RunBreakpoints::of(window()), rows: None })
 }
 
-/// The rows of `source` (aliased `t`) that pass `filter`, with their address `row_address` and
-/// their new scores `r`, `f`, `m`, `new_segment`, `new_vip` and `new_risk`, against the
-/// breakpoints `$1` to `$3` (see [`scoring_params`]) as of `$4`. Each row's measures are
-/// computed once, in hundredths, so that they are compared as whole numbers: scoring a million
-/// rows took 1.8 s comparing `numeric` values and recomputing the recency at each use, 1.0-1.3 s
-/// so. Each score is then looked up
+/// The elements of the array in column `i` of `row` (none for a null array: no rows aggregated).
+fn array_column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Vec<T> {
+    row.get::<_, Option<Vec<T>>>(i).unwrap_or_default()
+}
+
+/// The rows of `source` (aliased `t`) that pass `filter`, with their new scores `r`, `f`, `m`,
+/// `new_segment`, `new_vip` and `new_risk`, against the breakpoints `$1` to `$3` (see
+/// [`scoring_params`]) as of `$4`. Each row's measures are computed once, in hundredths, so that
+/// they are compared as whole numbers: scoring a million rows took 1.8 s comparing `numeric`
+/// values and recomputing the recency at each use, 1.0-1.3 s so. Each score is then looked up
 /// among the steps between breakpoints, and the segment and flags among the score triples
 /// ([`rfm::score_sql`], [`rfm::assessment_sql`]). (`OFFSET 0` keeps each level computed once
 /// per row: the scores read the measures, the rules the scores.)
@@ -321,7 +330,7 @@ fn scored_sql(source: &str, filter: &str) -> String {
          FROM (SELECT t.*, CASE WHEN t.window_orders > 0 THEN {r} END AS r, \
                       CASE WHEN t.window_orders > 0 THEN {f} END AS f, \
                       CASE WHEN t.window_orders > 0 THEN {m} END AS m \
-               FROM (SELECT t.*, t.ctid AS row_address, {days}::bigint * 100 AS r_hundredths, \
+               FROM (SELECT t.*, {days}::bigint * 100 AS r_hundredths, \
                          t.window_orders::bigint * 100 AS f_hundredths, \
                          (t.window_amount * 100)::bigint AS m_hundredths \
                      FROM {source} t WHERE {filter} OFFSET 0) t \
@@ -331,7 +340,7 @@ fn scored_sql(source: &str, filter: &str) -> String {
 
 /// What [`scored_sql`] scores against: the lookups of recency, frequency and monetary.
 fn scoring_params(breakpoints: Option<&RunBreakpoints>) -> [Option<Vec<i64>>; 3] {
-    breakpoints.map_or([None, None, None], |b| b.lookups().map(Some))
+    breakpoints.map_or([None, None, None], |b| b.lookups().0.map(Some))
 }
 
 /// The breakpoints as a run records them.
@@ -356,35 +365,28 @@ pub struct SegmentMove {
     pub customers: i64,
 }
 
-/// Scores the rows of `customer_segments` at `candidates` (the incremental path, see
-/// [`KeptRows::candidates`]; `None`: every row) under `breakpoints` and writes those whose
-/// scores, segment or flags change, found again by address, with their events.
-pub async fn write_score_changes(
-    tx: &TenantTx<'_>,
-    breakpoints: Option<&RunBreakpoints>,
-    as_of: NaiveDate,
-    candidates: Option<Vec<RowAddress>>,
-    run_id: Uuid,
-) -> anyhow::Result<Written> {
-    let filter = if candidates.is_some() { "t.ctid = ANY($5::tid[])" } else { "true" };
-    let changed = format!(
-        "SELECT row_address, customer_id, r, f, m, new_segment AS segment_code, new_vip AS is_vip, \
-             new_risk AS is_at_risk, segment_code AS old_segment \
-         FROM ({}) n \
-         WHERE (n.r, n.f, n.m, n.new_segment, n.new_vip, n.new_risk) IS DISTINCT FROM \
-               (n.rfm_recency, n.rfm_frequency, n.rfm_monetary, n.segment_code, n.is_vip, n.is_at_risk)",
-        scored_sql("customer_segments", filter)
-    );
+/// Writes the incremental path's [`ScoreChanges`] into the rows of `customer_segments` at their
+/// addresses, with their events.
+pub async fn write_score_changes(tx: &TenantTx<'_>, changes: ScoreChanges, run_id: Uuid) -> anyhow::Result<Written> {
+    let changed = "SELECT c.*, s.customer_id, s.segment_code AS old_segment \
+         FROM unnest($1::tid[], $2::int[], $3::int[], $4::int[], $5::text[], $6::boolean[], $7::boolean[]) \
+             AS c(row_address, r, f, m, segment_code, is_vip, is_at_risk) \
+         JOIN customer_segments s ON s.ctid = c.row_address";
     let write = "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
              segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = c.run_id, \
              calculated_at = now(), updated_at = now() \
          FROM changed c WHERE s.ctid = c.row_address RETURNING 1";
-    let [r, f, m] = scoring_params(breakpoints);
-    let mut params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
-    if let Some(candidates) = candidates {
-        params.push(Box::new(candidates));
-    }
-    write_changes(tx, &changed, write, params, run_id, true).await.context("writing the changed scores")
+    let ScoreChanges { addresses, scores: [r, f, m], segments, vip, at_risk } = changes;
+    let params: Params = vec![
+        Box::new(addresses),
+        Box::new(r),
+        Box::new(f),
+        Box::new(m),
+        Box::new(segments),
+        Box::new(vip),
+        Box::new(at_risk),
+    ];
+    write_changes(tx, changed, write, params, run_id, true).await.context("writing the changed scores")
 }
 
 /// Scores every row of `rfm_totals` (the from-scratch path) and writes those whose totals,
@@ -416,7 +418,7 @@ pub async fn write_all_changes(
     let write = format!(
         "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, run_id, now(), 0 \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, run_id, now() \
          FROM changed ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
              window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
@@ -499,12 +501,10 @@ async fn write_changes(
     Ok(Written { rows: rows.unsigned_abs(), events: events.unsigned_abs(), moves })
 }
 
-/// The columns a from-scratch run writes: the totals, the scores and the run. A row it creates
-/// is scored by it, so its `totals_version` is 0 (below the run's mark) rather than a version
-/// drawn from the sequence, which cost a million `nextval` calls in a first run.
+/// The columns a from-scratch run writes: the totals, the scores and the run.
 const WRITTEN_COLUMNS: &str = "organization_id, customer_id, window_orders, window_amount, total_orders, \
     lifetime_value, average_order_value, last_purchase_at, rfm_recency, rfm_frequency, rfm_monetary, segment_code, \
-    is_vip, is_at_risk, run_id, calculated_at, totals_version";
+    is_vip, is_at_risk, run_id, calculated_at";
 
 /// A baseline over an organization with no segment rows (no window yet): inserts every row of
 /// `rfm_totals`, scored, in customer order (no comparison, no conflicts to look for). Answers the
@@ -520,7 +520,7 @@ pub async fn insert_baseline(
              INSERT INTO customer_segments ({WRITTEN_COLUMNS}) \
              SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, \
                  lifetime_value, average_order_value, last_purchase_at, r, f, m, new_segment, new_vip, new_risk, \
-                 $5, now(), 0 \
+                 $5, now() \
              FROM ({}) n ORDER BY customer_id \
              RETURNING segment_code) \
          SELECT segment_code, count(*) FROM written GROUP BY segment_code ORDER BY 1",

@@ -99,7 +99,7 @@ async fn snapshot(app: &TestApp, organization: Uuid) -> Value {
     app.admin()
         .await
         .query_one(
-            "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'totals_version' - 'run_id' - 'calculated_at' - 'updated_at' \
+            "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'run_id' - 'calculated_at' - 'updated_at' \
                  ORDER BY customer_id), '[]') FROM customer_segments s WHERE organization_id = $1",
             &[&organization],
         )
