@@ -19,6 +19,10 @@
 //! the outbox, then rolled back). A run cannot take less than its writes, so a goal below the
 //! floor cannot be met by any way of computing the scores.
 //!
+//! Each run's peak memory is the benchmark process's peak resident size while it ran (the runs
+//! are in this process, as in the `rfm` function): a bound to hold against the function's
+//! `MemorySize`.
+//!
 //! Run with `make bench-rfm`.
 
 use std::time::Instant;
@@ -165,6 +169,9 @@ async fn update_floor(client: &tokio_postgres::Client) -> f64 {
 
 struct Nightly {
     seconds: f64,
+    /// The process's peak resident size during the runs: an upper bound of theirs, as it counts
+    /// the benchmark's own memory and what the allocator kept from before.
+    peak_mb: f64,
     modes: Vec<String>,
     rows_written: i64,
     changes: i64,
@@ -174,8 +181,10 @@ struct Nightly {
 /// Every organization in turn, as the nightly job does.
 async fn run_all(app: &App, organizations: &[Uuid], as_of: NaiveDate, from_scratch: bool) -> Nightly {
     let options = RunOptions { as_of, window_days: rfm::DEFAULT_WINDOW_DAYS, from_scratch, trigger: Trigger::Nightly };
+    // Linux: writing 5 resets the peak (VmHWM) to the current resident size.
+    std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak resident size");
     let started = Instant::now();
-    let mut nightly = Nightly { seconds: 0.0, modes: vec![], rows_written: 0, changes: 0, events: 0 };
+    let mut nightly = Nightly { seconds: 0.0, peak_mb: 0.0, modes: vec![], rows_written: 0, changes: 0, events: 0 };
     for organization in organizations {
         let run = run_organization(app, *organization, options).await.unwrap();
         if !nightly.modes.contains(&run.mode) {
@@ -186,7 +195,15 @@ async fn run_all(app: &App, organizations: &[Uuid], as_of: NaiveDate, from_scrat
         nightly.events += i64::from(run.events);
     }
     nightly.seconds = started.elapsed().as_secs_f64();
+    nightly.peak_mb = peak_resident_kb() as f64 / 1024.0;
     nightly
+}
+
+/// The process's peak resident size since the last reset, in kB (`VmHWM`).
+fn peak_resident_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM in /proc/self/status");
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse().ok()).expect("VmHWM in kB")
 }
 
 fn sqs_event(bodies: &[String]) -> SqsEvent {
@@ -338,15 +355,16 @@ async fn scenario(work: &str) {
     println!("warm-up aggregation {warm:.2} s; plain aggregation = GROUP BY customer_id over the 365-day window");
     println!();
     println!(
-        "| customers | organizations | purchases | run | seconds | plain aggregation s | x plain | rows written |"
+        "| customers | organizations | purchases | run | seconds | plain aggregation s | x plain | rows written | peak memory MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let line = |name: &str, nightly: &Nightly, plain: f64| {
         println!(
-            "| {customers} | {organizations} | {purchases} | {name} | {:.2} | {plain:.2} | {:.2} | {} |",
+            "| {customers} | {organizations} | {purchases} | {name} | {:.2} | {plain:.2} | {:.2} | {} | {:.0} |",
             nightly.seconds,
             nightly.seconds / plain,
-            nightly.rows_written
+            nightly.rows_written,
+            nightly.peak_mb
         );
     };
     line("first run", &first, plain_first);
