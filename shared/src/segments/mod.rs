@@ -6,9 +6,9 @@
 //! - **incremental** (every night once a first run exists): one transaction, while the
 //!   organization's consumers wait, moves the window start (taking out what slid out of it
 //!   since the last run), then reads the kept totals and the scores of every row in one pass.
-//!   Rust places the breakpoints and assesses every row ([`rfm::assess`]); one statement writes,
-//!   by address, only the rows whose scores, segment or flags change, and one `segment_changed`
-//!   event per changed segment; then the run record.
+//!   Rust places the breakpoints and assesses every row (`store::KeptRows`); one statement
+//!   writes, by address, only the rows whose scores, segment or flags change, and one
+//!   `segment_changed` event per changed segment; then the run record.
 //! - **from scratch** (the first run, `baseline`; a rules version change; a window reaching
 //!   further back than the kept totals; or asked for, as a repair): one transaction aggregates
 //!   every purchase again and writes whatever differs, totals included. Consumers of the
@@ -19,9 +19,9 @@
 //! Segment events need no customer lock: their message group is their own (`segment:<id>`,
 //! see `events::message_group`), and the organization's segment writers are serialized.
 //!
-//! The from-scratch path scores in SQL, looking up what [`rfm`] computed for the breakpoints and
-//! the rules, and the incremental one with [`rfm::assess`] itself; over the same purchases they
-//! write the same rows (the integration tests and the benchmark hold them to it).
+//! The from-scratch path scores in SQL and the incremental one in Rust, both looking up what
+//! [`rfm`] computed for the breakpoints and the rules; over the same purchases they write the same
+//! rows (the integration tests and the benchmark hold them to it).
 
 pub mod model;
 pub mod purchases;
