@@ -285,7 +285,7 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
         (orders > 0)
             .then(|| [last.map_or(0, |last| rfm::recency_days(as_of, last)) * 100, i64::from(orders) * 100, cents])
     });
-    let measures: Vec<Option<[i64; 3]>> = match totals {
+    let (scored, breakpoints, rows) = match totals {
         Totals::Kept => {
             let addresses: Vec<RowAddress> = array_column(&row, 3);
             let held: Vec<Option<i32>> = array_column(&row, 4);
@@ -296,15 +296,22 @@ pub async fn population(tx: &TenantTx<'_>, totals: Totals, as_of: NaiveDate) -> 
                 .zip(held)
                 .map(|((address, measures), held)| KeptRow { address, measures, held })
                 .collect();
-            let window = rows.iter().filter_map(|row| row.measures);
-            let (scored, breakpoints) = (window.clone().count() as i64, RunBreakpoints::of(window));
-            return Ok(Population { scored, breakpoints, rows: Some(KeptRows { rows }) });
+            let (scored, breakpoints) = window_population(rows.iter().filter_map(|row| row.measures));
+            (scored, breakpoints, Some(KeptRows { rows }))
         }
-        Totals::Aggregated => measures.collect(),
+        Totals::Aggregated => {
+            drop(row);
+            let window: Vec<[i64; 3]> = measures.flatten().collect();
+            let (scored, breakpoints) = window_population(window.iter().copied());
+            (scored, breakpoints, None)
+        }
     };
-    drop(row);
-    let window = || measures.iter().flatten().copied();
-    Ok(Population { scored: window().count() as i64, breakpoints: RunBreakpoints::of(window()), rows: None })
+    Ok(Population { scored, breakpoints, rows })
+}
+
+/// The size and the breakpoints of a window population, in hundredths.
+fn window_population(window: impl Iterator<Item = [i64; 3]> + Clone) -> (i64, Option<RunBreakpoints>) {
+    (window.clone().count() as i64, RunBreakpoints::of(window))
 }
 
 /// The elements of the array in column `i` of `row` (none for a null array: no rows aggregated).
