@@ -133,8 +133,8 @@ async fn insert_floor(client: &tokio_postgres::Client) -> f64 {
 }
 
 /// The floor of a steady night's writes: the rows it wrote updated in place again (found by
-/// address as the run finds them, the same kind of update), and its events inserted again into the outbox, by
-/// two statements in a transaction that is then rolled back. Seconds.
+/// address as the run finds them, the same kind of update), and its events inserted again into
+/// the outbox, by two statements in a transaction that is then rolled back. Seconds.
 async fn update_floor(client: &tokio_postgres::Client) -> f64 {
     client
         .batch_execute(&format!(
