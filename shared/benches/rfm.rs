@@ -35,7 +35,7 @@ use shared::app::App;
 use shared::config::InboundConfig;
 use shared::db::Db;
 use shared::events::inbound::handle_batch;
-use shared::segments::{rfm, run_organization, store, RunOptions, Trigger};
+use shared::segments::{rfm, run_nightly, store, NightlyReport, RunOptions, Trigger};
 use uuid::Uuid;
 
 mod common;
@@ -57,7 +57,10 @@ async fn print_conditions(database: &str) {
         &admin(database).await,
         &[
             ("database", database.to_string()),
-            ("organizations", "run one after another on one connection".into()),
+            (
+                "organizations",
+                format!("{} at a time, each on its own connection (RFM_BENCH_AT_ONCE)", organizations_at_once()),
+            ),
             ("consumer", "4 batches of 10 at a time".into()),
             ("order", "the plain aggregation runs before and after the first run; their mean is the floor".into()),
         ],
@@ -67,24 +70,29 @@ async fn print_conditions(database: &str) {
 
 /// The plain aggregation of the window, per organization in its tenant transaction as the
 /// runtime role with the run's settings (memory, no JIT), every aggregate used so none is
-/// planned away; seconds over all organizations.
+/// planned away, [`organizations_at_once`] at a time like the runs; seconds over all
+/// organizations.
 async fn plain_aggregation(app: &App, organizations: &[Uuid], as_of: NaiveDate) -> f64 {
     let window_start = rfm::window_start(as_of, rfm::DEFAULT_WINDOW_DAYS);
     let started = Instant::now();
-    for organization in organizations {
-        let mut conn = app.db.connection().await.unwrap();
-        let tx = conn.begin(*organization).await.unwrap();
-        store::allow_long_run(&tx).await.unwrap();
-        tx.query_one(
-            "SELECT count(*), sum(orders), sum(amount), max(last) FROM ( \
-                 SELECT customer_id, count(*) AS orders, sum(total_amount) AS amount, max(occurred_at) AS last \
-                 FROM purchases WHERE status = 'completed' AND occurred_at >= $1 GROUP BY customer_id) AS a",
-            &[&window_start],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
+    futures_util::stream::iter(organizations)
+        .map(|organization| async move {
+            let mut conn = app.db.connection().await.unwrap();
+            let tx = conn.begin(*organization).await.unwrap();
+            store::allow_long_run(&tx).await.unwrap();
+            tx.query_one(
+                "SELECT count(*), sum(orders), sum(amount), max(last) FROM ( \
+                     SELECT customer_id, count(*) AS orders, sum(total_amount) AS amount, max(occurred_at) AS last \
+                     FROM purchases WHERE status = 'completed' AND occurred_at >= $1 GROUP BY customer_id) AS a",
+                &[&window_start],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        })
+        .buffer_unordered(organizations_at_once())
+        .collect::<()>()
+        .await;
     started.elapsed().as_secs_f64()
 }
 
@@ -172,31 +180,23 @@ struct Nightly {
     /// The process's peak resident size during the runs: an upper bound of theirs, as it counts
     /// the benchmark's own memory and what the allocator kept from before.
     peak_mb: f64,
-    modes: Vec<String>,
-    rows_written: i64,
-    changes: i64,
-    events: i64,
+    report: NightlyReport,
 }
 
-/// Every organization in turn, as the nightly job does.
-async fn run_all(app: &App, organizations: &[Uuid], as_of: NaiveDate, from_scratch: bool) -> Nightly {
+/// The nightly job over every organization, [`organizations_at_once`] at a time.
+async fn run_all(app: &App, as_of: NaiveDate, from_scratch: bool) -> Nightly {
     let options = RunOptions { as_of, window_days: rfm::DEFAULT_WINDOW_DAYS, from_scratch, trigger: Trigger::Nightly };
     // Linux: writing 5 resets the peak (VmHWM) to the current resident size.
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak resident size");
     let started = Instant::now();
-    let mut nightly = Nightly { seconds: 0.0, peak_mb: 0.0, modes: vec![], rows_written: 0, changes: 0, events: 0 };
-    for organization in organizations {
-        let run = run_organization(app, *organization, options).await.unwrap();
-        if !nightly.modes.contains(&run.mode) {
-            nightly.modes.push(run.mode.clone());
-        }
-        nightly.rows_written += i64::from(run.rows_written);
-        nightly.changes += i64::from(run.changes);
-        nightly.events += i64::from(run.events);
-    }
-    nightly.seconds = started.elapsed().as_secs_f64();
-    nightly.peak_mb = peak_resident_kb() as f64 / 1024.0;
-    nightly
+    let report = run_nightly(app, options, organizations_at_once(), || true).await.unwrap();
+    assert_eq!(report.failed, 0, "a segment run failed");
+    Nightly { seconds: started.elapsed().as_secs_f64(), peak_mb: peak_resident_kb() as f64 / 1024.0, report }
+}
+
+/// `RFM_BENCH_AT_ONCE`, else the `rfm` function's default.
+fn organizations_at_once() -> usize {
+    std::env::var("RFM_BENCH_AT_ONCE").ok().and_then(|n| n.parse().ok()).unwrap_or(2)
 }
 
 /// The process's peak resident size since the last reset, in kB (`VmHWM`).
@@ -305,9 +305,9 @@ async fn scenario(work: &str) {
 
     let warm = plain_aggregation(&app, &ids, first_day).await;
     let plain_before = plain_aggregation(&app, &ids, first_day).await;
-    let first = run_all(&app, &ids, first_day, false).await;
+    let first = run_all(&app, first_day, false).await;
     let plain_after = plain_aggregation(&app, &ids, first_day).await;
-    assert_eq!(first.modes, ["baseline"]);
+    assert_eq!(first.report.modes.keys().collect::<Vec<_>>(), ["baseline"]);
     let plain_first = (plain_before + plain_after) / 2.0;
     let first_floor = insert_floor(&client).await;
 
@@ -316,9 +316,9 @@ async fn scenario(work: &str) {
 
     let next_day = first_day + TimeDelta::days(1);
     let plain_before = plain_aggregation(&app, &ids, next_day).await;
-    let steady = run_all(&app, &ids, next_day, false).await;
+    let steady = run_all(&app, next_day, false).await;
     let plain_after = plain_aggregation(&app, &ids, next_day).await;
-    assert_eq!(steady.modes, ["incremental"]);
+    assert_eq!(steady.report.modes.keys().collect::<Vec<_>>(), ["incremental"]);
     let plain_steady = (plain_before + plain_after) / 2.0;
     let steady_floor = update_floor(&client).await;
 
@@ -326,7 +326,7 @@ async fn scenario(work: &str) {
         .batch_execute(&format!("CREATE TABLE bench_incremental AS SELECT {ROW} FROM customer_segments"))
         .await
         .unwrap();
-    let repair = run_all(&app, &ids, next_day, true).await;
+    let repair = run_all(&app, next_day, true).await;
     let differing: i64 = client
         .query_one(
             &format!(
@@ -350,7 +350,7 @@ async fn scenario(work: &str) {
         .await
         .unwrap()
         .get(0);
-    let identical = repair.rows_written == 0 && differing == 0 && breakpoints_differ == 0;
+    let identical = repair.report.rows_written == 0 && differing == 0 && breakpoints_differ == 0;
 
     println!("warm-up aggregation {warm:.2} s; plain aggregation = GROUP BY customer_id over the 365-day window");
     println!();
@@ -363,7 +363,7 @@ async fn scenario(work: &str) {
             "| {customers} | {organizations} | {purchases} | {name} | {:.2} | {plain:.2} | {:.2} | {} | {:.0} |",
             nightly.seconds,
             nightly.seconds / plain,
-            nightly.rows_written,
+            nightly.report.rows_written,
             nightly.peak_mb
         );
     };
@@ -375,28 +375,28 @@ async fn scenario(work: &str) {
     println!("|---|---|---|---|");
     println!(
         "| first run: {} rows inserted | {first_floor:.2} | {:.2} | {:.2} |",
-        first.rows_written,
+        first.report.rows_written,
         first_floor / plain_first,
         (plain_first + first_floor) / plain_first
     );
     println!(
         "| steady night: {} rows updated, {} events | {steady_floor:.2} | {:.2} | |",
-        steady.rows_written,
-        steady.events,
+        steady.report.rows_written,
+        steady.report.events,
         steady_floor / plain_steady
     );
     println!();
     println!(
         "the day: {events} events through the consumer in {consumed:.1} s ({:.0}/s); steady night: {} segment changes, {} events",
         events as f64 / consumed,
-        steady.changes,
-        steady.events
+        steady.report.changes,
+        steady.report.events
     );
     println!(
         "identical: {} (from-scratch rows written {}, rows differing from the incremental snapshot {differing}, \
          organizations whose breakpoints differ {breakpoints_differ})",
         if identical { "yes" } else { "NO" },
-        repair.rows_written
+        repair.report.rows_written
     );
     assert!(identical, "the incremental and from-scratch paths disagree");
 }

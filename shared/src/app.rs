@@ -2,9 +2,10 @@
 //! read cache and what follows a commit (the cache invalidation, the publish). Built once per
 //! cold start.
 
-use std::future::Future;
+use std::future::{self, Future};
 use std::sync::Arc;
 
+use futures_util::{stream, FutureExt, StreamExt};
 use uuid::Uuid;
 
 use crate::cache::Cache;
@@ -77,12 +78,13 @@ pub struct Tally<T> {
     pub stopped: bool,
 }
 
-/// Runs `work` for each organization in turn, for jobs: a failing organization is logged
-/// under `job` and counted, and the others go on. Stops before the next organization once
-/// `keep_going` answers false.
+/// Runs `work` for each organization, `at_once` at a time (1: in turn), for jobs: a failing
+/// organization is logged under `job` and counted, and the others go on. Starts no further
+/// organization once `keep_going` answers false; those already started finish.
 pub async fn for_each_organization<T, Fut>(
     job: &'static str,
     organizations: impl IntoIterator<Item = Uuid>,
+    at_once: usize,
     mut keep_going: impl FnMut() -> bool,
     mut work: impl FnMut(Uuid) -> Fut,
 ) -> Tally<T>
@@ -90,12 +92,16 @@ where
     Fut: Future<Output = anyhow::Result<T>>,
 {
     let mut tally = Tally { done: Vec::new(), failed: 0, stopped: false };
-    for organization_id in organizations {
-        if !keep_going() {
-            tally.stopped = true;
-            break;
-        }
-        match work(organization_id).await {
+    let mut stopped = false;
+    let mut finished = stream::iter(organizations)
+        .take_while(|_| {
+            stopped = !keep_going();
+            future::ready(!stopped)
+        })
+        .map(|organization_id| work(organization_id).map(move |result| (organization_id, result)))
+        .buffer_unordered(at_once.max(1));
+    while let Some((organization_id, result)) = finished.next().await {
+        match result {
             Ok(result) => tally.done.push(result),
             Err(error) => {
                 tally.failed += 1;
@@ -103,5 +109,7 @@ where
             }
         }
     }
+    drop(finished);
+    tally.stopped = stopped;
     tally
 }

@@ -150,6 +150,14 @@ impl Default for InboundConfig {
     }
 }
 
+/// Settings of the nightly segment run (the `rfm` function).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NightlyConfig {
+    /// Organizations scored at once (`NIGHTLY_ORGANIZATIONS_AT_ONCE`, default 2 or the pool's
+    /// size if smaller): each holds a pooled connection and its organization's rows in memory.
+    pub organizations_at_once: usize,
+}
+
 /// Settings of an HTTP function.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -275,6 +283,22 @@ impl InboundConfig {
             pricing_source: optional("INBOUND_PRICING_SOURCE").unwrap_or(defaults.pricing_source),
             orders_source: optional("INBOUND_ORDERS_SOURCE").unwrap_or(defaults.orders_source),
         }
+    }
+}
+
+impl NightlyConfig {
+    /// From the environment; at least one organization at once, and no more than the pool's
+    /// connections (`pool_size`).
+    pub fn from_env(pool_size: usize) -> anyhow::Result<Self> {
+        let organizations_at_once = optional("NIGHTLY_ORGANIZATIONS_AT_ONCE")
+            .map(|n| n.parse().context("NIGHTLY_ORGANIZATIONS_AT_ONCE must be a number"))
+            .transpose()?
+            .unwrap_or(pool_size.min(2));
+        anyhow::ensure!(
+            (1..=pool_size).contains(&organizations_at_once),
+            "NIGHTLY_ORGANIZATIONS_AT_ONCE must be between 1 and DATABASE_POOL_SIZE ({pool_size})"
+        );
+        Ok(Self { organizations_at_once })
     }
 }
 

@@ -464,6 +464,7 @@ pub async fn mark_overdue(app: &App, today: NaiveDate) -> anyhow::Result<usize> 
     let tally = for_each_organization(
         "overdue",
         organizations,
+        1,
         || true,
         |organization| mark_overdue_in(app, organization, today),
     )

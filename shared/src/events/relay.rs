@@ -89,6 +89,7 @@ impl Relay {
         let tally = for_each_organization(
             "outbox relay",
             in_turn,
+            1,
             || Instant::now() < until,
             |organization_id| {
                 *self.last_organization.lock().expect("relay cursor lock") = Some(organization_id);

@@ -220,29 +220,42 @@ pub struct NightlyReport {
     pub failed: usize,
     /// Organizations left for the next invocation because the deadline came.
     pub stopped: bool,
+    /// How many organizations ran each way (`baseline`, `incremental`, `from_scratch`).
+    pub modes: std::collections::BTreeMap<String, usize>,
     pub changes: i64,
     pub rows_written: i64,
+    pub events: i64,
 }
 
-/// The nightly job: every organization in turn, each in its own transactions, so one failing
-/// tenant does not stop the others; stops before the next organization once `keep_going` says so.
+/// The nightly job: every organization, `at_once` at a time, each in its own transactions, so
+/// one failing tenant does not stop the others; starts no further organization once
+/// `keep_going` says so. A run is mostly the database's work, one statement at a time: two at
+/// once keep two of its cores busy.
 pub async fn run_nightly(
     app: &App,
-    as_of: NaiveDate,
+    options: RunOptions,
+    at_once: usize,
     keep_going: impl FnMut() -> bool,
 ) -> anyhow::Result<NightlyReport> {
     let organizations = app.db.organizations().await?;
-    let tally = for_each_organization("segments", organizations, keep_going, |organization| {
-        run_organization(app, organization, RunOptions::nightly(as_of))
+    let tally = for_each_organization("segments", organizations, at_once, keep_going, |organization| {
+        run_organization(app, organization, options)
     })
     .await;
+    let mut modes = std::collections::BTreeMap::new();
+    for run in &tally.done {
+        *modes.entry(run.mode.clone()).or_default() += 1;
+    }
+    let total = |of: fn(&SegmentRun) -> i32| tally.done.iter().map(|run| i64::from(of(run))).sum();
     Ok(NightlyReport {
-        as_of,
+        as_of: options.as_of,
         organizations: tally.done.len(),
         failed: tally.failed,
         stopped: tally.stopped,
-        changes: tally.done.iter().map(|run| i64::from(run.changes)).sum(),
-        rows_written: tally.done.iter().map(|run| i64::from(run.rows_written)).sum(),
+        modes,
+        changes: total(|run| run.changes),
+        rows_written: total(|run| run.rows_written),
+        events: total(|run| run.events),
     })
 }
 

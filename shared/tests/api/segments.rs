@@ -11,7 +11,7 @@ use shared::config::InboundConfig;
 use shared::events::inbound::{apply, InboundEnvelope};
 use shared::paging::{Limit, PageRequest};
 use shared::segments::rfm::{self, Purchase};
-use shared::segments::{run_organization, store, RunOptions, SegmentCode, Trigger};
+use shared::segments::{run_nightly, run_organization, store, RunOptions, SegmentCode, Trigger};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -474,6 +474,38 @@ async fn a_segment_change_emits_one_event_and_an_unchanged_run_none() {
     assert_eq!(event["data"]["new_segment"], json!(SegmentCode::Champions));
     assert_eq!(event["data"]["run_id"], json!(run.run_id));
     assert!(event["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn the_nightly_job_scores_every_organization_two_at_a_time_and_stops_when_told() {
+    let app = TestApp::spawn().await;
+    for organization in [app.org_a, app.org_b] {
+        let mut shop = Shop::open(&app, organization, 6).await;
+        shop.fill(&app).await;
+    }
+    let nightly = RunOptions::nightly(today());
+    let told_to_stop = run_nightly(&app.core, nightly, 2, || false).await.unwrap();
+    assert_eq!((told_to_stop.organizations, told_to_stop.stopped), (0, true));
+
+    let mut started = 0;
+    let one = run_nightly(&app.core, nightly, 2, || {
+        started += 1;
+        started == 1
+    })
+    .await
+    .unwrap();
+    assert_eq!((one.organizations, one.failed, one.stopped), (1, 0, true));
+
+    let both = run_nightly(&app.core, nightly, 2, || true).await.unwrap();
+    assert_eq!((both.organizations, both.failed, both.stopped), (2, 0, false));
+    assert_eq!(both.modes, BTreeMap::from([("baseline".to_string(), 1), ("incremental".to_string(), 1)]));
+    let again = run_nightly(&app.core, nightly, 2, || true).await.unwrap();
+    assert_eq!(again.modes, BTreeMap::from([("incremental".to_string(), 2)]));
+    assert_eq!((again.changes, again.rows_written, again.events), (0, 0, 0));
+    for organization in [app.org_a, app.org_b] {
+        let scored = stored(&app, organization).await;
+        assert_eq!(scored.len(), 6, "every customer of {organization} scored");
+    }
 }
 
 #[tokio::test]
