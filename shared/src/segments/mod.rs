@@ -124,8 +124,7 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
 
     let tx = conn.begin(organization_id).await?;
     store::allow_long_run(&tx).await?;
-    store::lock_scores(&tx).await?;
-    store::lock_totals(&tx).await?;
+    store::lock_scores_and_totals(&tx).await?;
     tx.changes_organization();
     let (previous, counted_from) = tokio::try_join!(store::last_run(&tx), store::window(&tx))?;
     let mode = match (&previous, counted_from) {
@@ -169,7 +168,6 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
             }
         }
     };
-    store::close_window(&tx, window_start).await?;
     let customers_total: i64 = counts.iter().map(|(_, n)| n).sum();
     let segment_counts: serde_json::Map<String, serde_json::Value> = SegmentCode::ALL
         .iter()
@@ -197,7 +195,7 @@ pub async fn run_organization(app: &App, organization_id: Uuid, options: RunOpti
         finished_at: Utc::now(),
         duration_ms: to_i32(clock.elapsed().as_millis()),
     };
-    store::insert_run(&tx, &run).await?;
+    store::record_run(&tx, &run).await?;
     app.commit(tx).await?;
     tracing::info!(
         %organization_id,

@@ -52,27 +52,27 @@ pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The lock of the organization's scores and segments (`$1`: its id as text).
+const SCORES_LOCK_SQL: &str = "pg_advisory_xact_lock(hashtextextended('segment runs ' || $1::text, 0))";
+
 /// Serializes the writers of the organization's scores and segments (runs, single
 /// recalculations) until the transaction ends.
 pub async fn lock_scores(tx: &TenantTx<'_>) -> anyhow::Result<()> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('segment runs ' || $1::text, 0))",
-        &[&tx.organization_id().to_string()],
-    )
-    .await
-    .context("waiting for the organization's segment writers")?;
+    tx.execute(&format!("SELECT {SCORES_LOCK_SQL}"), &[&tx.organization_id().to_string()])
+        .await
+        .context("waiting for the organization's segment writers")?;
     Ok(())
 }
 
-/// Keeps the consumer from adding to the organization's totals until the transaction ends (it
-/// takes the same lock shared, see `purchases::hold_totals`).
-pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
+/// Takes [`lock_scores`], then keeps the consumer from adding to the organization's totals until
+/// the transaction ends (it takes the same lock shared, see `purchases::hold_totals`).
+pub async fn lock_scores_and_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('segment totals ' || $1::text, 0))",
+        &format!("SELECT {SCORES_LOCK_SQL}, pg_advisory_xact_lock(hashtextextended('segment totals ' || $1::text, 0))"),
         &[&tx.organization_id().to_string()],
     )
     .await
-    .context("waiting for the consumers of the organization's purchases")?;
+    .context("waiting for the organization's segment writers and consumers")?;
     Ok(())
 }
 
@@ -81,18 +81,6 @@ pub async fn lock_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
 pub async fn window(tx: &TenantTx<'_>) -> anyhow::Result<Option<DateTime<Utc>>> {
     let row = tx.query_opt("SELECT counted_from FROM segment_windows", &[]).await.context("reading the window")?;
     Ok(row.map(|row| row.get(0)))
-}
-
-/// Records where the kept totals now count from: called once a run has written its rows.
-pub async fn close_window(tx: &TenantTx<'_>, counted_from: DateTime<Utc>) -> anyhow::Result<()> {
-    tx.execute(
-        "INSERT INTO segment_windows (organization_id, counted_from) VALUES (current_organization_id(), $1) \
-         ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, updated_at = now()",
-        &[&counted_from],
-    )
-    .await
-    .context("moving the window")?;
-    Ok(())
 }
 
 /// Takes the completed purchases of `[from, to)` out of the window totals: what slid out of the
@@ -213,6 +201,19 @@ fn held(scores: Option<Scores>) -> i32 {
     scores.map_or(0, |s| i32::from(s.recency) * 100 + i32::from(s.frequency) * 10 + i32::from(s.monetary))
 }
 
+/// The segment of a row that holds `held` ([`HELD_SQL`]); `None` for a row no run has scored.
+fn held_segment(held: Option<i32>) -> Option<SegmentCode> {
+    let digit = |n: i32| u8::try_from(n % 10).unwrap_or_default();
+    held.map(|held| {
+        let scores = (held > 0).then(|| Scores {
+            recency: digit(held / 100),
+            frequency: digit(held / 10),
+            monetary: digit(held),
+        });
+        rfm::assessment(scores).segment
+    })
+}
+
 /// The rows an incremental run rewrites, as the columns [`write_score_changes`] sends.
 #[derive(Debug, Default)]
 pub struct ScoreChanges {
@@ -221,10 +222,11 @@ pub struct ScoreChanges {
     segments: Vec<SegmentCode>,
     vip: Vec<bool>,
     at_risk: Vec<bool>,
+    old_segments: Vec<Option<SegmentCode>>,
 }
 
 impl ScoreChanges {
-    fn push(&mut self, address: RowAddress, assessment: &rfm::Assessment) {
+    fn push(&mut self, address: RowAddress, assessment: &rfm::Assessment, old_segment: Option<SegmentCode>) {
         let scores = assessment.scores.map(|s| [s.recency, s.frequency, s.monetary]);
         self.addresses.push(address);
         for (i, column) in self.scores.iter_mut().enumerate() {
@@ -233,6 +235,7 @@ impl ScoreChanges {
         self.segments.push(assessment.segment);
         self.vip.push(assessment.is_vip);
         self.at_risk.push(assessment.is_at_risk);
+        self.old_segments.push(old_segment);
     }
 }
 
@@ -248,7 +251,7 @@ impl KeptRows {
             let scores = lookups.as_ref().zip(row.measures).map(|(lookups, measures)| lookups.scores(measures));
             let assessment = rfm::assessment(scores);
             if row.held != Some(held(scores)) {
-                changes.push(row.address, &assessment);
+                changes.push(row.address, &assessment, held_segment(row.held));
             }
             match counts.iter_mut().find(|(code, _)| *code == Some(assessment.segment)) {
                 Some((_, n)) => *n += 1,
@@ -374,17 +377,18 @@ pub struct SegmentMove {
 }
 
 /// Writes the incremental path's [`ScoreChanges`] into the rows of `customer_segments` at their
-/// addresses, with their events.
+/// addresses, with their events. The old segments come from Rust ([`held_segment`]), so each
+/// row is found once, by the update.
 pub async fn write_score_changes(tx: &TenantTx<'_>, changes: ScoreChanges, run_id: Uuid) -> anyhow::Result<Written> {
-    let changed = "SELECT c.*, s.customer_id, s.segment_code AS old_segment \
-         FROM unnest($1::tid[], $2::int[], $3::int[], $4::int[], $5::text[], $6::boolean[], $7::boolean[]) \
-             AS c(row_address, r, f, m, segment_code, is_vip, is_at_risk) \
-         JOIN customer_segments s ON s.ctid = c.row_address";
-    let write = "UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
-             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = c.run_id, \
+    let written = "written AS ( \
+         UPDATE customer_segments s SET rfm_recency = c.r, rfm_frequency = c.f, rfm_monetary = c.m, \
+             segment_code = c.segment_code, is_vip = c.is_vip, is_at_risk = c.is_at_risk, run_id = $9, \
              calculated_at = now(), updated_at = now() \
-         FROM changed c WHERE s.ctid = c.row_address RETURNING 1";
-    let ScoreChanges { addresses, scores: [r, f, m], segments, vip, at_risk } = changes;
+         FROM unnest($1::tid[], $2::int[], $3::int[], $4::int[], $5::text[], $6::boolean[], $7::boolean[], $8::text[]) \
+             AS c(row_address, r, f, m, segment_code, is_vip, is_at_risk, old_segment) \
+         WHERE s.ctid = c.row_address \
+         RETURNING s.customer_id, c.old_segment, c.segment_code)";
+    let ScoreChanges { addresses, scores: [r, f, m], segments, vip, at_risk, old_segments } = changes;
     let params: Params = vec![
         Box::new(addresses),
         Box::new(r),
@@ -393,8 +397,10 @@ pub async fn write_score_changes(tx: &TenantTx<'_>, changes: ScoreChanges, run_i
         Box::new(segments),
         Box::new(vip),
         Box::new(at_risk),
+        Box::new(old_segments),
+        Box::new(run_id),
     ];
-    write_changes(tx, changed, write, params, run_id, true).await.context("writing the changed scores")
+    write_changes(tx, written, params, run_id, true).await.context("writing the changed scores")
 }
 
 /// Scores every row of `rfm_totals` (the from-scratch path) and writes those whose totals,
@@ -423,10 +429,12 @@ pub async fn write_all_changes(
                 s.is_at_risk)",
         scored_sql("rfm_totals", "true")
     );
-    let write = format!(
-        "INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
+    // Every changed row is inserted or updated: the rows written are the changed ones.
+    let written = format!(
+        "changed AS MATERIALIZED ({changed}), \
+         upserted AS (INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
          SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
-             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, run_id, now() \
+             average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $5, now() \
          FROM changed ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
              window_orders = EXCLUDED.window_orders, window_amount = EXCLUDED.window_amount, \
@@ -435,25 +443,23 @@ pub async fn write_all_changes(
              rfm_recency = EXCLUDED.rfm_recency, rfm_frequency = EXCLUDED.rfm_frequency, \
              rfm_monetary = EXCLUDED.rfm_monetary, segment_code = EXCLUDED.segment_code, \
              is_vip = EXCLUDED.is_vip, is_at_risk = EXCLUDED.is_at_risk, run_id = EXCLUDED.run_id, \
-             calculated_at = EXCLUDED.calculated_at, updated_at = now() \
-         RETURNING 1"
+             calculated_at = EXCLUDED.calculated_at, updated_at = now()), \
+         written AS (SELECT customer_id, old_segment, segment_code FROM changed)"
     );
     let [r, f, m] = scoring_params(breakpoints);
-    let params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of)];
-    write_changes(tx, &changed, &write, params, run_id, announce).await.context("writing the totals and scores")
+    let params: Params = vec![Box::new(r), Box::new(f), Box::new(m), Box::new(as_of), Box::new(run_id)];
+    write_changes(tx, &written, params, run_id, announce).await.context("writing the totals and scores")
 }
 
-/// Writes a run's changes in one statement: `changed` (a query of the rows to write, with their
-/// new `segment_code`, flags and scores and their `old_segment`, over the parameters `params`)
-/// goes through `write` (a statement over the CTE `changed`, which adds the column `run_id`,
-/// returning a row per row written), and, when `announce`, one
+/// Writes a run's changes in one statement: `written` (common table expressions, over the
+/// parameters `params`, that write the rows and end with `written`: `customer_id`,
+/// `old_segment` and `segment_code` of each row written), and, when `announce`, one
 /// `customers.customer.segment_changed` event per changed segment goes to the outbox: the run's
 /// [`Envelope`](crate::events::Envelope), given each event's id and customer. Answers the rows,
 /// events and segment moves.
 async fn write_changes(
     tx: &TenantTx<'_>,
-    changed: &str,
-    write: &str,
+    written: &str,
     mut params: Params,
     run_id: Uuid,
     announce: bool,
@@ -465,10 +471,9 @@ async fn write_changes(
     let time = envelope.time;
     let envelope = serde_json::to_value(envelope).context("serializing the event envelope")?;
     let next = params.len() + 1;
-    let [run, announce_p, kind, group, envelope_p, occurred] =
-        std::array::from_fn::<String, 6, _>(|i| format!("${}", next + i));
+    let [announce_p, kind, group, envelope_p, occurred] =
+        std::array::from_fn::<String, 5, _>(|i| format!("${}", next + i));
     params.extend::<Params>(vec![
-        Box::new(run_id),
         Box::new(announce),
         Box::new(event_type),
         Box::new(group_prefix),
@@ -476,8 +481,7 @@ async fn write_changes(
         Box::new(time),
     ]);
     let sql = format!(
-        "WITH changed AS MATERIALIZED (SELECT c.*, {run}::uuid AS run_id FROM ({changed}) AS c), \
-         written AS ({write}), \
+        "WITH {written}, \
          announced AS ( \
              INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
              SELECT e.id, current_organization_id(), {kind}::text, {group}::text || c.customer_id::text, \
@@ -485,13 +489,13 @@ async fn write_changes(
                      || jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
                          'new_segment', c.segment_code)), \
                  {occurred} \
-             FROM changed c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
+             FROM written c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
              WHERE {announce_p}::boolean AND c.segment_code IS DISTINCT FROM c.old_segment \
              ORDER BY c.customer_id \
              RETURNING 1) \
          SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM announced), \
              array_agg(moves.old_segment), array_agg(moves.segment_code), array_agg(moves.customers) \
-         FROM (SELECT old_segment, segment_code, count(*) AS customers FROM changed \
+         FROM (SELECT old_segment, segment_code, count(*) AS customers FROM written \
                WHERE segment_code IS DISTINCT FROM old_segment GROUP BY 1, 2) AS moves",
     );
     let row = tx.query_one(&sql, &borrow_params(&params)).await?;
@@ -548,10 +552,15 @@ pub async fn segment_counts(tx: &TenantTx<'_>) -> anyhow::Result<SegmentCounts> 
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-pub async fn insert_run(tx: &TenantTx<'_>, run: &SegmentRun) -> anyhow::Result<()> {
+/// Records `run`, and that the kept totals now count from its window start: called once a run has
+/// written its rows.
+pub async fn record_run(tx: &TenantTx<'_>, run: &SegmentRun) -> anyhow::Result<()> {
     let [r, f, m] = breakpoint_params(run.breakpoints.as_ref().map(|b| b.to_run()).as_ref());
     tx.execute(
-        "INSERT INTO segment_runs (run_id, organization_id, trigger, mode, as_of, window_days, window_start, \
+        "WITH moved AS ( \
+             INSERT INTO segment_windows (organization_id, counted_from) VALUES (current_organization_id(), $6) \
+             ON CONFLICT (organization_id) DO UPDATE SET counted_from = EXCLUDED.counted_from, updated_at = now()) \
+         INSERT INTO segment_runs (run_id, organization_id, trigger, mode, as_of, window_days, window_start, \
              rules_version, recency_breakpoints, frequency_breakpoints, monetary_breakpoints, customers_scored, \
              customers_total, segment_counts, rows_written, changes, events, started_at, finished_at, duration_ms) \
          VALUES ($1, current_organization_id(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
@@ -781,4 +790,23 @@ pub async fn members(
             .collect(),
         read_through: last_read.first().map(|row| row.get(0)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_segment_a_row_holds_follows_from_the_scores_it_holds() {
+        assert_eq!(held_segment(None), None, "a row no run has scored");
+        assert_eq!(held_segment(Some(held(None))), Some(rfm::NO_PURCHASE_SEGMENT));
+        for recency in 1..=5 {
+            for frequency in 1..=5 {
+                for monetary in 1..=5 {
+                    let scores = Scores { recency, frequency, monetary };
+                    assert_eq!(held_segment(Some(held(Some(scores)))), Some(rfm::assessment(Some(scores)).segment));
+                }
+            }
+        }
+    }
 }

@@ -465,6 +465,11 @@ async fn a_segment_change_emits_one_event_and_an_unchanged_run_none() {
     let new_events = &events[before..];
     assert_eq!(new_events.len(), moved.len());
     assert_eq!(run.events as usize, moved.len());
+    for event in new_events {
+        let customer: Uuid = serde_json::from_value(event["data"]["customer_id"].clone()).unwrap();
+        let (old, new) = (json!(old[&customer].segment), json!(now[&customer].segment));
+        assert_eq!((&event["data"]["old_segment"], &event["data"]["new_segment"]), (&old, &new), "{customer}");
+    }
     let event = new_events.iter().find(|e| e["data"]["customer_id"] == json!(shop.customers[0])).unwrap();
     assert_eq!(event["type"], "customers.customer.segment_changed");
     assert_eq!(event["source"], "customer-service");
