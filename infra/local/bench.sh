@@ -11,7 +11,8 @@
 #           callers of another process, against the raw-SQL floor (BENCH_SERVER_POOL)
 #   relay   the relay draining a 20,000-event backlog in one-second runs (RELAY_DRAIN_EVENTS)
 #   rfm     the nightly segment run over each population of RFM_BENCH_POPULATIONS
-#           (organizations:customers, default "1:1000000 100:1000000"), ten purchases per
+#           (organizations:customers, default "1:1000000 100:1000000"), RFM_BENCH_AT_ONCE
+#           organizations at a time (default 2, as the function runs them), ten purchases per
 #           customer over 400 days, loaded by `devctl generate` (BENCH_DATABASE=prefix keeps the
 #           databases after their run: about 7 GB per million customers)
 #   coldstart  every Lambda binary (release) from process start to its first answered
