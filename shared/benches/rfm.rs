@@ -196,7 +196,8 @@ async fn run_all(app: &App, as_of: NaiveDate, from_scratch: bool) -> Nightly {
 
 /// `RFM_BENCH_AT_ONCE`, else the `rfm` function's default.
 fn organizations_at_once() -> usize {
-    std::env::var("RFM_BENCH_AT_ONCE").ok().and_then(|n| n.parse().ok()).unwrap_or(2)
+    let default = shared::config::NightlyConfig::DEFAULT_ORGANIZATIONS_AT_ONCE;
+    std::env::var("RFM_BENCH_AT_ONCE").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 
 /// The process's peak resident size since the last reset, in kB (`VmHWM`).

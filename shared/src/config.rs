@@ -287,13 +287,17 @@ impl InboundConfig {
 }
 
 impl NightlyConfig {
+    /// Organizations scored at once when `NIGHTLY_ORGANIZATIONS_AT_ONCE` is unset (or the pool's
+    /// size if smaller).
+    pub const DEFAULT_ORGANIZATIONS_AT_ONCE: usize = 2;
+
     /// From the environment; at least one organization at once, and no more than the pool's
     /// connections (`pool_size`).
     pub fn from_env(pool_size: usize) -> anyhow::Result<Self> {
         let organizations_at_once = optional("NIGHTLY_ORGANIZATIONS_AT_ONCE")
             .map(|n| n.parse().context("NIGHTLY_ORGANIZATIONS_AT_ONCE must be a number"))
             .transpose()?
-            .unwrap_or(pool_size.min(2));
+            .unwrap_or(pool_size.min(Self::DEFAULT_ORGANIZATIONS_AT_ONCE));
         anyhow::ensure!(
             (1..=pool_size).contains(&organizations_at_once),
             "NIGHTLY_ORGANIZATIONS_AT_ONCE must be between 1 and DATABASE_POOL_SIZE ({pool_size})"
