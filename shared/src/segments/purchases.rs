@@ -26,12 +26,8 @@ pub struct Cancelled {
 /// Waits until no run is moving the organization's window, and keeps runs from moving it until
 /// this transaction ends (shared with other consumers). Taken before any customer row lock.
 pub async fn hold_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock_shared(hashtextextended('segment totals ' || $1::text, 0))",
-        &[&tx.organization_id().to_string()],
-    )
-    .await
-    .context("waiting for the segment run's window")?;
+    let sql = format!("SELECT pg_advisory_xact_lock_shared({})", super::store::TOTALS_LOCK_KEY_SQL);
+    tx.execute(&sql, &[&tx.organization_id().to_string()]).await.context("waiting for the segment run's window")?;
     Ok(())
 }
 

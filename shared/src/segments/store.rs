@@ -55,6 +55,10 @@ pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
 /// The lock of the organization's scores and segments (`$1`: its id as text).
 const SCORES_LOCK_SQL: &str = "pg_advisory_xact_lock(hashtextextended('segment runs ' || $1::text, 0))";
 
+/// The key of the lock on the organization's kept totals (`$1`: its id as text): a run takes it
+/// alone, the consumer shared (`purchases::hold_totals`).
+pub(super) const TOTALS_LOCK_KEY_SQL: &str = "hashtextextended('segment totals ' || $1::text, 0)";
+
 /// Serializes the writers of the organization's scores and segments (runs, single
 /// recalculations) until the transaction ends.
 pub async fn lock_scores(tx: &TenantTx<'_>) -> anyhow::Result<()> {
@@ -68,7 +72,7 @@ pub async fn lock_scores(tx: &TenantTx<'_>) -> anyhow::Result<()> {
 /// the transaction ends (it takes the same lock shared, see `purchases::hold_totals`).
 pub async fn lock_scores_and_totals(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     tx.execute(
-        &format!("SELECT {SCORES_LOCK_SQL}, pg_advisory_xact_lock(hashtextextended('segment totals ' || $1::text, 0))"),
+        &format!("SELECT {SCORES_LOCK_SQL}, pg_advisory_xact_lock({TOTALS_LOCK_KEY_SQL})"),
         &[&tx.organization_id().to_string()],
     )
     .await
