@@ -183,7 +183,8 @@ async fn update_floor(client: &tokio_postgres::Client) -> f64 {
 /// breakpoints placed over the pre-aggregated rows need (the run's read without the row
 /// addresses and held scores). After the run, so over pruned and cached pages: a lower bound.
 /// Each organization's in a transaction rolled back, at the run's concurrency; each step's time
-/// summed over the organizations and divided by that concurrency. Seconds of each step.
+/// summed over the organizations and divided by the organizations that ran at once. Seconds of
+/// each step.
 async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to: DateTime<Utc>) -> [f64; 2] {
     let timed = futures_util::stream::iter(organizations)
         .map(|organization| async move {
@@ -218,7 +219,8 @@ async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to:
         .buffer_unordered(organizations_at_once())
         .collect::<Vec<_>>()
         .await;
-    [0, 1].map(|step| timed.iter().map(|t| t[step]).sum::<f64>() / organizations_at_once() as f64)
+    let at_once = organizations_at_once().min(organizations.len()).max(1) as f64;
+    [0, 1].map(|step| timed.iter().map(|t| t[step]).sum::<f64>() / at_once)
 }
 
 struct Nightly {
