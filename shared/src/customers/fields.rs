@@ -283,7 +283,7 @@ pub fn birth_date(date: chrono::NaiveDate) -> Result<chrono::NaiveDate, String> 
 }
 
 /// An ISO 3166-1 alpha-2 country code, upper-cased: a region the phone number metadata knows
-/// (see [`COUNTRY_CODES`]).
+/// (see `COUNTRY_CODES`).
 pub fn country(text: &str) -> Result<String, String> {
     let code = text.trim().to_ascii_uppercase();
     if COUNTRY_CODES.binary_search(&code.as_str()).is_ok() {

@@ -267,7 +267,7 @@ pub const PASS_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
 /// When a scheduled pass must stop starting SQS calls, for an invocation that ends at
 /// `deadline`: [`DEADLINE_MARGIN`] before it. A deadline already past when the invocation
 /// starts is no deadline (`cargo lambda watch` sends the epoch plus ten minutes): the pass then
-/// gets [`PASS_WITHOUT_DEADLINE`].
+/// gets `PASS_WITHOUT_DEADLINE`.
 pub fn stop_before(deadline: std::time::SystemTime) -> Instant {
     match deadline.duration_since(std::time::SystemTime::now()) {
         Ok(left) => Instant::now() + left.saturating_sub(DEADLINE_MARGIN),

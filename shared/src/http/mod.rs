@@ -54,7 +54,7 @@ impl FromRef<AppState> for Arc<TokenVerifier> {
 /// its documented routes.
 pub type Documented = (utoipa::openapi::OpenApi, OpenApiRouter<AppState>);
 
-/// A function's router (see [`serve_documented`]).
+/// A function's router (see `serve_documented`).
 pub fn function_router((api, routes): Documented, state: AppState) -> Router {
     serve_documented(api, routes, state)
 }

@@ -34,7 +34,7 @@ const ANCHOR_CANDIDATES: i64 = 2000;
 const TYPED_NAME: &str = "lower(immutable_unaccent($2::text))";
 
 /// Typed words (2+ characters) given corrections; later words are left to the name prefix and
-/// similarity. With [`MAX_CORRECTION_COST`] this bounds the phrases by construction, whatever
+/// similarity. With `MAX_CORRECTION_COST` this bounds the phrases by construction, whatever
 /// the length of `q` or the vocabulary.
 pub const MAX_NAME_WORDS: i64 = 8;
 

@@ -381,7 +381,7 @@ pub struct SegmentMove {
 }
 
 /// Writes the incremental path's [`ScoreChanges`] into the rows of `customer_segments` at their
-/// addresses, with their events. The old segments come from Rust ([`held_segment`]), so each
+/// addresses, with their events. The old segments come from Rust (`held_segment`), so each
 /// row is found once, by the update.
 pub async fn write_score_changes(tx: &TenantTx<'_>, changes: ScoreChanges, run_id: Uuid) -> anyhow::Result<Written> {
     let written = "written AS ( \
