@@ -52,6 +52,11 @@ pub async fn allow_long_run(tx: &TenantTx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The transaction's organization for every row a statement writes, computed once per statement
+/// (an init plan) where a bare call is made for each row: 0.26 µs a row, a quarter of a second
+/// over a million-row first run.
+const ORGANIZATION: &str = "(SELECT current_organization_id())";
+
 /// The lock of the organization's scores and segments (`$1`: its id as text).
 const SCORES_LOCK_SQL: &str = "pg_advisory_xact_lock(hashtextextended('segment runs ' || $1::text, 0))";
 
@@ -437,7 +442,7 @@ pub async fn write_all_changes(
     let written = format!(
         "changed AS MATERIALIZED ({changed}), \
          upserted AS (INSERT INTO customer_segments AS s ({WRITTEN_COLUMNS}) \
-         SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, lifetime_value, \
+         SELECT {ORGANIZATION}, customer_id, window_orders, window_amount, total_orders, lifetime_value, \
              average_order_value, last_purchase_at, r, f, m, segment_code, is_vip, is_at_risk, $5, now() \
          FROM changed ORDER BY customer_id \
          ON CONFLICT (organization_id, customer_id) DO UPDATE SET \
@@ -488,7 +493,7 @@ async fn write_changes(
         "WITH {written}, \
          announced AS ( \
              INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
-             SELECT e.id, current_organization_id(), {kind}::text, {group}::text || c.customer_id::text, \
+             SELECT e.id, {ORGANIZATION}, {kind}::text, {group}::text || c.customer_id::text, \
                  {envelope_p}::jsonb || jsonb_build_object('id', e.id, 'data', ({envelope_p}::jsonb -> 'data') \
                      || jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
                          'new_segment', c.segment_code)), \
@@ -534,7 +539,7 @@ pub async fn insert_baseline(
     let sql = format!(
         "WITH written AS ( \
              INSERT INTO customer_segments ({WRITTEN_COLUMNS}) \
-             SELECT current_organization_id(), customer_id, window_orders, window_amount, total_orders, \
+             SELECT {ORGANIZATION}, customer_id, window_orders, window_amount, total_orders, \
                  lifetime_value, average_order_value, last_purchase_at, r, f, m, new_segment, new_vip, new_risk, \
                  $5, now() \
              FROM ({}) n ORDER BY customer_id \
