@@ -18,6 +18,8 @@ step "format"
 cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The API docs: a broken or private intra-doc link fails like a lint.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "tests (each integration test in its own database)"
 cargo test --workspace
 step "the container server's HTTP side: the route tests again, over its one router"
