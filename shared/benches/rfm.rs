@@ -193,12 +193,12 @@ async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to:
             store::allow_long_run(&tx).await.unwrap();
             store::prefer_lookups(&tx).await.unwrap();
             tx.execute(
-                "UPDATE customer_segments s SET window_orders = s.window_orders + slid.orders, \
-                     window_amount = s.window_amount + slid.amount \
-                 FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
-                       WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 \
-                       GROUP BY customer_id) AS slid \
-                 WHERE s.customer_id = slid.customer_id",
+                &format!(
+                    "UPDATE customer_segments s SET window_orders = s.window_orders + slid.orders, \
+                         window_amount = s.window_amount + slid.amount \
+                     FROM ({}) AS slid WHERE s.customer_id = slid.customer_id",
+                    store::SLID_OUT_SQL
+                ),
                 &[&from, &to],
             )
             .await

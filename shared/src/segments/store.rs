@@ -92,6 +92,11 @@ pub async fn window(tx: &TenantTx<'_>) -> anyhow::Result<Option<DateTime<Utc>>> 
     Ok(row.map(|row| row.get(0)))
 }
 
+/// The completed purchases of `[$1, $2)` summed per customer (`customer_id`, `orders`,
+/// `amount`): what slid out of the window between two runs.
+pub const SLID_OUT_SQL: &str = "SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount \
+     FROM purchases WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 GROUP BY customer_id";
+
 /// Takes the completed purchases of `[from, to)` out of the window totals: what slid out of the
 /// window since the last run (by lookups, see [`prefer_lookups`]). Answers the customers touched.
 pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<u64> {
@@ -99,12 +104,11 @@ pub async fn slide_window(tx: &TenantTx<'_>, from: DateTime<Utc>, to: DateTime<U
         return Ok(0);
     }
     tx.execute(
-        "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
-             window_amount = s.window_amount - slid.amount, updated_at = now() \
-         FROM (SELECT customer_id, count(*)::int AS orders, sum(total_amount) AS amount FROM purchases \
-               WHERE status = 'completed' AND occurred_at >= $1 AND occurred_at < $2 \
-               GROUP BY customer_id) AS slid \
-         WHERE s.customer_id = slid.customer_id",
+        &format!(
+            "UPDATE customer_segments s SET window_orders = s.window_orders - slid.orders, \
+                 window_amount = s.window_amount - slid.amount, updated_at = now() \
+             FROM ({SLID_OUT_SQL}) AS slid WHERE s.customer_id = slid.customer_id"
+        ),
         &[&from, &to],
     )
     .await
