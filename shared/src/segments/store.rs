@@ -468,7 +468,8 @@ pub async fn write_all_changes(
 /// parameters `params`, that write the rows and end with `written`: `customer_id`,
 /// `old_segment` and `segment_code` of each row written), and, when `announce`, one
 /// `customers.customer.segment_changed` event per changed segment goes to the outbox: the run's
-/// [`Envelope`](crate::events::Envelope), given each event's id and customer. Answers the rows,
+/// [`Envelope`](crate::events::Envelope), given each event's id (time-ordered, as the ids of
+/// events made in Rust: `time_ordered_uuid()`, migration V15) and customer. Answers the rows,
 /// events and segment moves.
 async fn write_changes(
     tx: &TenantTx<'_>,
@@ -502,7 +503,7 @@ async fn write_changes(
                      || jsonb_build_object('customer_id', c.customer_id, 'old_segment', c.old_segment, \
                          'new_segment', c.segment_code)), \
                  {occurred} \
-             FROM written c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, c.customer_id AS k) e \
+             FROM written c CROSS JOIN LATERAL (SELECT time_ordered_uuid() AS id, c.customer_id AS k) e \
              WHERE {announce_p}::boolean AND c.segment_code IS DISTINCT FROM c.old_segment \
              ORDER BY c.customer_id \
              RETURNING 1) \
