@@ -7,8 +7,8 @@
 //! 1. the first run (the baseline: every purchase aggregated from scratch, every row written);
 //! 2. one more day of purchases (`RFM_BENCH_DAY`, default 30,000, and 1% cancellations of
 //!    earlier orders) applied through the events consumer (`handle_batch`, batches of 10);
-//! 3. the steady night, one day later: one day slides out of the window, the kept totals are
-//!    scored and only changes are written (the incremental path);
+//! 3. the steady night, one day later and after a checkpoint: one day slides out of the window,
+//!    the kept totals are scored and only changes are written (the incremental path);
 //! 4. the check: a from-scratch run over the same date must write nothing (rows_written 0),
 //!    the rows must equal a snapshot taken after the incremental run, and the breakpoints of
 //!    the two runs must be equal.
@@ -144,7 +144,8 @@ async fn insert_floor(client: &tokio_postgres::Client) -> f64 {
 
 /// The floor of a steady night's writes: the rows it wrote updated in place again (found by
 /// address as the run finds them, the same kind of update), and its events inserted again into
-/// the outbox, by two statements in a transaction that is then rolled back. Seconds.
+/// the outbox, by two statements in a transaction that is then rolled back, after a checkpoint
+/// as the run. Seconds.
 async fn update_floor(client: &tokio_postgres::Client) -> f64 {
     client
         .batch_execute(&format!(
@@ -156,7 +157,8 @@ async fn update_floor(client: &tokio_postgres::Client) -> f64 {
              CREATE TEMPORARY TABLE floor_events ON COMMIT DROP AS \
                  SELECT organization_id, event_type, message_group, payload, occurred_at FROM outbox \
                  WHERE event_type = '{}'; \
-             ANALYZE floor_rows; ANALYZE floor_events",
+             ANALYZE floor_rows; ANALYZE floor_events; \
+             CHECKPOINT",
             shared::events::types::CUSTOMER_SEGMENT_CHANGED
         ))
         .await
@@ -225,21 +227,45 @@ async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to:
 
 struct Nightly {
     seconds: f64,
+    /// The cluster's WAL during the runs (the benchmark is its only writer): megabytes, and
+    /// how many of its records were full-page images (a page's first change after a checkpoint).
+    wal: Wal,
     /// The process's peak resident size during the runs: an upper bound of theirs, as it counts
     /// the benchmark's own memory and what the allocator kept from before.
     peak_mb: f64,
     report: NightlyReport,
 }
 
+/// WAL written since the server started (`pg_stat_wal`).
+#[derive(Debug, Clone, Copy)]
+struct Wal {
+    megabytes: f64,
+    full_pages: i64,
+}
+
+impl Wal {
+    async fn so_far(client: &tokio_postgres::Client) -> Self {
+        let row = client.query_one("SELECT wal_bytes::float8 / 1e6, wal_fpi FROM pg_stat_wal", &[]).await.unwrap();
+        Self { megabytes: row.get(0), full_pages: row.get(1) }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self { megabytes: self.megabytes - before.megabytes, full_pages: self.full_pages - before.full_pages }
+    }
+}
+
 /// The nightly job over every organization, [`organizations_at_once`] at a time.
-async fn run_all(app: &App, as_of: NaiveDate, from_scratch: bool) -> Nightly {
+async fn run_all(app: &App, client: &tokio_postgres::Client, as_of: NaiveDate, from_scratch: bool) -> Nightly {
     let options = RunOptions { as_of, window_days: rfm::DEFAULT_WINDOW_DAYS, from_scratch, trigger: Trigger::Nightly };
     // Linux: writing 5 resets the peak (VmHWM) to the current resident size.
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak resident size");
+    let wal = Wal::so_far(client).await;
     let started = Instant::now();
     let report = run_nightly(app, options, organizations_at_once(), || true).await.unwrap();
+    let seconds = started.elapsed().as_secs_f64();
     assert_eq!(report.failed, 0, "a segment run failed");
-    Nightly { seconds: started.elapsed().as_secs_f64(), peak_mb: peak_resident_kb() as f64 / 1024.0, report }
+    let wal = Wal::so_far(client).await.since(wal);
+    Nightly { seconds, wal, peak_mb: peak_resident_kb() as f64 / 1024.0, report }
 }
 
 /// `RFM_BENCH_AT_ONCE`, else the `rfm` function's default.
@@ -354,7 +380,7 @@ async fn scenario(work: &str) {
 
     let warm = plain_aggregation(&app, &ids, first_day).await;
     let plain_before = plain_aggregation(&app, &ids, first_day).await;
-    let first = run_all(&app, first_day, false).await;
+    let first = run_all(&app, &client, first_day, false).await;
     let plain_after = plain_aggregation(&app, &ids, first_day).await;
     assert_eq!(first.report.modes.keys().collect::<Vec<_>>(), ["baseline"]);
     let plain_first = (plain_before + plain_after) / 2.0;
@@ -365,7 +391,10 @@ async fn scenario(work: &str) {
 
     let next_day = first_day + TimeDelta::days(1);
     let plain_before = plain_aggregation(&app, &ids, next_day).await;
-    let steady = run_all(&app, next_day, false).await;
+    // A night's run comes long after the last checkpoint, so every page it changes goes whole
+    // into the WAL first; without this, how many did depended on when the server last checkpointed.
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let steady = run_all(&app, &client, next_day, false).await;
     let plain_after = plain_aggregation(&app, &ids, next_day).await;
     assert_eq!(steady.report.modes.keys().collect::<Vec<_>>(), ["incremental"]);
     let plain_steady = (plain_before + plain_after) / 2.0;
@@ -382,7 +411,7 @@ async fn scenario(work: &str) {
         .batch_execute(&format!("CREATE TABLE bench_incremental AS SELECT {ROW} FROM customer_segments"))
         .await
         .unwrap();
-    let repair = run_all(&app, next_day, true).await;
+    let repair = run_all(&app, &client, next_day, true).await;
     let differing: i64 = client
         .query_one(
             &format!(
@@ -411,15 +440,17 @@ async fn scenario(work: &str) {
     println!("warm-up aggregation {warm:.2} s; plain aggregation = GROUP BY customer_id over the 365-day window");
     println!();
     println!(
-        "| customers | organizations | purchases | run | seconds | plain aggregation s | x plain | rows written | peak memory MB |"
+        "| customers | organizations | purchases | run | seconds | plain aggregation s | x plain | rows written | WAL MB | full-page images | peak memory MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let line = |name: &str, nightly: &Nightly, plain: f64| {
         println!(
-            "| {customers} | {organizations} | {purchases} | {name} | {:.2} | {plain:.2} | {:.2} | {} | {:.0} |",
+            "| {customers} | {organizations} | {purchases} | {name} | {:.2} | {plain:.2} | {:.2} | {} | {:.0} | {} | {:.0} |",
             nightly.seconds,
             nightly.seconds / plain,
             nightly.report.rows_written,
+            nightly.wal.megabytes,
+            nightly.wal.full_pages,
             nightly.peak_mb
         );
     };
