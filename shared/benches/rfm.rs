@@ -144,38 +144,53 @@ async fn insert_floor(client: &tokio_postgres::Client) -> f64 {
 
 /// The floor of a steady night's writes: the rows it wrote updated in place again (found by
 /// address as the run finds them, the same kind of update), and its events inserted again into
-/// the outbox, by two statements in a transaction that is then rolled back, after a checkpoint
-/// as the run. Seconds.
-async fn update_floor(client: &tokio_postgres::Client) -> f64 {
-    client
-        .batch_execute(&format!(
-            "BEGIN; \
-             SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-             CREATE TEMPORARY TABLE floor_rows ON COMMIT DROP AS \
-                 SELECT ctid AS row_address FROM customer_segments \
-                 WHERE run_id IN (SELECT run_id FROM segment_runs WHERE mode = 'incremental'); \
-             CREATE TEMPORARY TABLE floor_events ON COMMIT DROP AS \
-                 SELECT organization_id, event_type, message_group, payload, occurred_at FROM outbox \
-                 WHERE event_type = '{}'; \
-             ANALYZE floor_rows; ANALYZE floor_events; \
-             CHECKPOINT",
-            shared::events::types::CUSTOMER_SEGMENT_CHANGED
-        ))
-        .await
-        .unwrap();
-    let started = Instant::now();
-    client
-        .batch_execute(
-            "UPDATE customer_segments s SET rfm_recency = s.rfm_recency, calculated_at = now(), updated_at = now() \
-             FROM floor_rows f WHERE s.ctid = f.row_address; \
-             INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
-             SELECT gen_random_uuid(), organization_id, event_type, message_group, payload, occurred_at \
-             FROM floor_events",
+/// the outbox, by two statements, after a checkpoint as the run. Each organization's in a
+/// transaction then rolled back, at the run's concurrency, its time summed over the
+/// organizations and divided by those that ran at once ([`at_the_runs_concurrency`]). Seconds.
+async fn update_floor(app: &App, client: &tokio_postgres::Client, organizations: &[Uuid]) -> f64 {
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let timed = futures_util::stream::iter(organizations).map(|organization| async move {
+        let mut conn = app.db.connection().await.unwrap();
+        let tx = conn.begin(*organization).await.unwrap();
+        store::allow_long_run(&tx).await.unwrap();
+        store::prefer_lookups(&tx).await.unwrap();
+        tx.execute(
+            "CREATE TEMPORARY TABLE floor_rows ON COMMIT DROP AS \
+                     SELECT ctid AS row_address FROM customer_segments \
+                     WHERE run_id IN (SELECT run_id FROM segment_runs WHERE mode = 'incremental')",
+            &[],
         )
         .await
         .unwrap();
-    let seconds = started.elapsed().as_secs_f64();
-    client.batch_execute("ROLLBACK").await.unwrap();
+        tx.execute(
+            "CREATE TEMPORARY TABLE floor_events ON COMMIT DROP AS \
+                     SELECT organization_id, event_type, message_group, payload, occurred_at FROM outbox \
+                     WHERE event_type = $1",
+            &[&shared::events::types::CUSTOMER_SEGMENT_CHANGED],
+        )
+        .await
+        .unwrap();
+        tx.execute("ANALYZE floor_rows", &[]).await.unwrap();
+        let started = Instant::now();
+        tx.execute(
+            "UPDATE customer_segments s SET rfm_recency = s.rfm_recency, calculated_at = now(), \
+                     updated_at = now() \
+                 FROM floor_rows f WHERE s.ctid = f.row_address",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.execute(
+            "INSERT INTO outbox (event_id, organization_id, event_type, message_group, payload, occurred_at) \
+                 SELECT time_ordered_uuid(), organization_id, event_type, message_group, payload, occurred_at \
+                 FROM floor_events",
+            &[],
+        )
+        .await
+        .unwrap();
+        [started.elapsed().as_secs_f64()]
+    });
+    let [seconds] = at_the_runs_concurrency(timed, organizations.len()).await;
     seconds
 }
 
@@ -184,45 +199,51 @@ async fn update_floor(client: &tokio_postgres::Client) -> f64 {
 /// purchases back in, untimed), and (b) reading the measures of every kept row, which any
 /// breakpoints placed over the pre-aggregated rows need (the run's read without the row
 /// addresses and held scores). After the run, so over pruned and cached pages: a lower bound.
-/// Each organization's in a transaction rolled back, at the run's concurrency; each step's time
-/// summed over the organizations and divided by the organizations that ran at once. Seconds of
-/// each step.
+/// Each organization's in a transaction rolled back, at the run's concurrency
+/// ([`at_the_runs_concurrency`]). Seconds of each step.
 async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to: DateTime<Utc>) -> [f64; 2] {
-    let timed = futures_util::stream::iter(organizations)
-        .map(|organization| async move {
-            let mut conn = app.db.connection().await.unwrap();
-            let tx = conn.begin(*organization).await.unwrap();
-            store::allow_long_run(&tx).await.unwrap();
-            store::prefer_lookups(&tx).await.unwrap();
-            tx.execute(
-                &format!(
-                    "UPDATE customer_segments s SET window_orders = s.window_orders + slid.orders, \
+    let timed = futures_util::stream::iter(organizations).map(|organization| async move {
+        let mut conn = app.db.connection().await.unwrap();
+        let tx = conn.begin(*organization).await.unwrap();
+        store::allow_long_run(&tx).await.unwrap();
+        store::prefer_lookups(&tx).await.unwrap();
+        tx.execute(
+            &format!(
+                "UPDATE customer_segments s SET window_orders = s.window_orders + slid.orders, \
                          window_amount = s.window_amount + slid.amount \
                      FROM ({}) AS slid WHERE s.customer_id = slid.customer_id",
-                    store::SLID_OUT_SQL
-                ),
-                &[&from, &to],
-            )
-            .await
-            .unwrap();
-            let started = Instant::now();
-            store::slide_window(&tx, from, to).await.unwrap();
-            let slide = started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            tx.query_one(
-                "SELECT array_agg(last_purchase_at), array_agg(window_orders), \
+                store::SLID_OUT_SQL
+            ),
+            &[&from, &to],
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        store::slide_window(&tx, from, to).await.unwrap();
+        let slide = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        tx.query_one(
+            "SELECT array_agg(last_purchase_at), array_agg(window_orders), \
                      array_agg((window_amount * 100)::bigint) FROM customer_segments",
-                &[],
-            )
-            .await
-            .unwrap();
-            [slide, started.elapsed().as_secs_f64()]
-        })
-        .buffer_unordered(organizations_at_once())
-        .collect::<Vec<_>>()
-        .await;
-    let at_once = organizations_at_once().min(organizations.len()).max(1) as f64;
-    [0, 1].map(|step| timed.iter().map(|t| t[step]).sum::<f64>() / at_once)
+            &[],
+        )
+        .await
+        .unwrap();
+        [slide, started.elapsed().as_secs_f64()]
+    });
+    at_the_runs_concurrency(timed, organizations.len()).await
+}
+
+/// Runs the timings of `organizations` organizations, [`organizations_at_once`] at a time: each
+/// step's seconds summed over the organizations and divided by the organizations that ran at
+/// once.
+async fn at_the_runs_concurrency<const STEPS: usize>(
+    timings: impl futures_util::Stream<Item = impl std::future::Future<Output = [f64; STEPS]>>,
+    organizations: usize,
+) -> [f64; STEPS] {
+    let timed = timings.buffer_unordered(organizations_at_once()).collect::<Vec<_>>().await;
+    let at_once = organizations_at_once().min(organizations).max(1) as f64;
+    std::array::from_fn(|step| timed.iter().map(|t| t[step]).sum::<f64>() / at_once)
 }
 
 struct Nightly {
@@ -398,7 +419,7 @@ async fn scenario(work: &str) {
     let plain_after = plain_aggregation(&app, &ids, next_day).await;
     assert_eq!(steady.report.modes.keys().collect::<Vec<_>>(), ["incremental"]);
     let plain_steady = (plain_before + plain_after) / 2.0;
-    let steady_floor = update_floor(&client).await;
+    let steady_floor = update_floor(&app, &client, &ids).await;
     let [slide_floor, read_floor] = steps_floor(
         &app,
         &ids,
