@@ -15,8 +15,9 @@
 //!
 //! Next to each run, the floor of its writes, measured after it: the rows it wrote, written
 //! again by plain statements (the first run's inserted in key order into an empty copy of
-//! `customer_segments`; the steady night's updated in place, with its events inserted again into
-//! the outbox, then rolled back). A run cannot take less than its writes, so a goal below the
+//! `customer_segments`, by one statement; the steady night's updated in place, with its events
+//! inserted again into the outbox, each organization's in a transaction rolled back at the run's
+//! concurrency). A run cannot take less than its writes, so a goal below the
 //! floor cannot be met by any way of computing the scores. The steady night's other two steps,
 //! as #12 prescribes them, are measured alone too: taking out what slid out of the window, and
 //! reading the measures of every kept row for the breakpoints.
