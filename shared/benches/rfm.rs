@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use shared::app::App;
 use shared::config::InboundConfig;
-use shared::db::Db;
+use shared::db::{Db, TenantTx};
 use shared::events::inbound::handle_batch;
 use shared::segments::{rfm, run_nightly, store, NightlyReport, RunOptions, Trigger};
 use uuid::Uuid;
@@ -145,16 +145,11 @@ async fn insert_floor(client: &tokio_postgres::Client) -> f64 {
 
 /// The floor of a steady night's writes: the rows it wrote updated in place again (found by
 /// address as the run finds them, the same kind of update), and its events inserted again into
-/// the outbox, by two statements, after a checkpoint as the run. Each organization's in a
-/// transaction then rolled back, at the run's concurrency, its time summed over the
-/// organizations and divided by those that ran at once ([`at_the_runs_concurrency`]). Seconds.
+/// the outbox, by two statements, after a checkpoint as the run; each organization's at the
+/// run's concurrency ([`at_the_runs_concurrency`]). Seconds.
 async fn update_floor(app: &App, client: &tokio_postgres::Client, organizations: &[Uuid]) -> f64 {
     client.batch_execute("CHECKPOINT").await.unwrap();
-    let timed = futures_util::stream::iter(organizations).map(|organization| async move {
-        let mut conn = app.db.connection().await.unwrap();
-        let tx = conn.begin(*organization).await.unwrap();
-        store::allow_long_run(&tx).await.unwrap();
-        store::prefer_lookups(&tx).await.unwrap();
+    let [seconds] = at_the_runs_concurrency(app, organizations, async |tx: &TenantTx<'_>| {
         tx.execute(
             "CREATE TEMPORARY TABLE floor_rows ON COMMIT DROP AS \
                      SELECT ctid AS row_address FROM customer_segments \
@@ -190,8 +185,8 @@ async fn update_floor(app: &App, client: &tokio_postgres::Client, organizations:
         .await
         .unwrap();
         [started.elapsed().as_secs_f64()]
-    });
-    let [seconds] = at_the_runs_concurrency(timed, organizations.len()).await;
+    })
+    .await;
     seconds
 }
 
@@ -203,11 +198,7 @@ async fn update_floor(app: &App, client: &tokio_postgres::Client, organizations:
 /// Each organization's in a transaction rolled back, at the run's concurrency
 /// ([`at_the_runs_concurrency`]). Seconds of each step.
 async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to: DateTime<Utc>) -> [f64; 2] {
-    let timed = futures_util::stream::iter(organizations).map(|organization| async move {
-        let mut conn = app.db.connection().await.unwrap();
-        let tx = conn.begin(*organization).await.unwrap();
-        store::allow_long_run(&tx).await.unwrap();
-        store::prefer_lookups(&tx).await.unwrap();
+    at_the_runs_concurrency(app, organizations, async |tx: &TenantTx<'_>| {
         tx.execute(
             &format!(
                 "UPDATE customer_segments s SET window_orders = s.window_orders + slid.orders, \
@@ -220,7 +211,7 @@ async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to:
         .await
         .unwrap();
         let started = Instant::now();
-        store::slide_window(&tx, from, to).await.unwrap();
+        store::slide_window(tx, from, to).await.unwrap();
         let slide = started.elapsed().as_secs_f64();
         let started = Instant::now();
         tx.query_one(
@@ -231,19 +222,31 @@ async fn steps_floor(app: &App, organizations: &[Uuid], from: DateTime<Utc>, to:
         .await
         .unwrap();
         [slide, started.elapsed().as_secs_f64()]
-    });
-    at_the_runs_concurrency(timed, organizations.len()).await
+    })
+    .await
 }
 
-/// Runs the timings of `organizations` organizations, [`organizations_at_once`] at a time: each
-/// step's seconds summed over the organizations and divided by the organizations that ran at
-/// once.
+/// Times `steps` over each organization, [`organizations_at_once`] at a time, in its own
+/// transaction with the incremental run's settings, rolled back: each step's seconds summed over
+/// the organizations and divided by the organizations that ran at once.
 async fn at_the_runs_concurrency<const STEPS: usize>(
-    timings: impl futures_util::Stream<Item = impl std::future::Future<Output = [f64; STEPS]>>,
-    organizations: usize,
+    app: &App,
+    organizations: &[Uuid],
+    steps: impl AsyncFn(&TenantTx<'_>) -> [f64; STEPS],
 ) -> [f64; STEPS] {
-    let timed = timings.buffer_unordered(organizations_at_once()).collect::<Vec<_>>().await;
-    let at_once = organizations_at_once().min(organizations).max(1) as f64;
+    let steps = &steps;
+    let timed = futures_util::stream::iter(organizations)
+        .map(|organization| async move {
+            let mut conn = app.db.connection().await.unwrap();
+            let tx = conn.begin(*organization).await.unwrap();
+            store::allow_long_run(&tx).await.unwrap();
+            store::prefer_lookups(&tx).await.unwrap();
+            steps(&tx).await
+        })
+        .buffer_unordered(organizations_at_once())
+        .collect::<Vec<_>>()
+        .await;
+    let at_once = organizations_at_once().min(organizations.len()).max(1) as f64;
     std::array::from_fn(|step| timed.iter().map(|t| t[step]).sum::<f64>() / at_once)
 }
 

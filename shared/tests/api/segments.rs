@@ -480,12 +480,12 @@ async fn a_segment_change_emits_one_event_and_an_unchanged_run_none() {
     assert_eq!(event["data"]["run_id"], json!(run.run_id));
     assert!(event["time"].as_str().unwrap().ends_with('Z'));
     // Time-ordered ids, made while the run ran, as those of events made in Rust.
+    let started = run.started_at.duration_trunc(Duration::milliseconds(1)).unwrap();
     for event in new_events {
         let id: Uuid = serde_json::from_value(event["id"].clone()).unwrap();
         assert_eq!(id.get_version_num(), 7, "{id}");
         let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
         let made = DateTime::from_timestamp(seconds as i64, nanos).unwrap();
-        let started = run.started_at.duration_trunc(Duration::milliseconds(1)).unwrap();
         assert!((started..=run.finished_at).contains(&made), "{made} outside {}..{}", run.started_at, run.finished_at);
     }
 }
